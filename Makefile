@@ -1,0 +1,73 @@
+# The verbs a person types. CircleCI calls these same targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+RESULTS ?= test-results
+DEPLOY_ARGS ?=
+ARGS ?=
+
+.PHONY: help venv dev run test test-service verify-binary test-image test-deploy \
+        test-pipeline lint binary image deploy bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.done: requirements/test.txt setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/test.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.done ## the development venv (pinned, hashed test requirements)
+
+dev: venv ## serve from source: make dev ARGS="--port 9000"
+	$(PY) -m hello serve $(ARGS)
+
+dist/hello: $(shell find hello spec -type f 2>/dev/null) requirements/build.txt build/binary
+	build/binary
+
+run: dist/hello ## build the binary if it is stale, then run it: make run ARGS="--port 9000"
+	dist/hello serve $(ARGS)
+
+test: venv ## every suite (what .ci/run runs); JUnit XML in test-results/
+	$(PYTEST) --junitxml=$(RESULTS)/junit.xml $(PYTEST_ARGS)
+
+test-service: venv ## unit and server tests of the service
+	$(PYTEST) tests/unit tests/server --junitxml=$(RESULTS)/service.xml
+
+verify-binary: venv ## black-box suite against the existing dist/hello (no rebuild)
+	$(PYTEST) tests/binary --junitxml=$(RESULTS)/binary.xml
+
+test-image: venv ## image suite (needs a docker engine)
+	$(PYTEST) tests/image --junitxml=$(RESULTS)/image.xml
+
+test-deploy: venv ## deploy suite against the simulated droplet
+	$(PYTEST) tests/deploy --junitxml=$(RESULTS)/deploy.xml
+
+test-pipeline: venv ## offline validation of .circleci/config.yml
+	$(PYTEST) tests/pipeline --junitxml=$(RESULTS)/pipeline.xml
+
+lint: venv ## ruff, shellcheck, hadolint, yamllint
+	$(VENV)/bin/ruff check hello tests bench spec
+	$(VENV)/bin/shellcheck $$(grep -rlE '^#!.*(ba)?sh' build tests .ci bench --include='*' | sort -u)
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/yamllint -s .circleci .yamllint.yml
+
+binary: ## build dist/hello (+ .sha256, SBOM) from requirements/build.txt
+	build/binary
+
+image: ## build the image hello:<version> and hello:latest (IMAGE_TAR=path also saves it)
+	build/image
+
+deploy: ## ship to a droplet: make deploy DEPLOY_ARGS="binary user@host -F ssh_config"
+	build/deploy $(DEPLOY_ARGS)
+
+bench: venv ## benchmarks; results go in bench/RESULTS.md
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+clean: ## remove build outputs and caches (keeps the venv)
+	rm -rf dist .pyinstaller $(RESULTS) .pytest_cache .ruff_cache *.egg-info hello.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

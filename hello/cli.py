@@ -1,0 +1,98 @@
+"""The command line: `hello [serve]`, `hello healthcheck`, `hello version`.
+
+Exit codes: 0 fine, 1 failure (a failed health check, a port in use), 2 usage
+(a bad flag, variable or value: one line on stderr naming it). Flask is only
+imported by `serve`, so `--help`, `version` and `healthcheck` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from hello import config
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line: `hello: <what is wrong>`."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"hello: {message} (see 'hello --help')\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hello", description="A tiny HTTP service for checking deployments.")
+    parser.add_argument("--version", action="store_true", help="print version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,healthcheck,version}",
+                                     parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="serve HTTP (the default)")
+    for option in config.OPTIONS:
+        env = " or ".join(f"${name}" for name in option.envs)
+        text = f"{option.help} (env {env}; default {option.default})"
+        if option.boolean:
+            serve.add_argument(option.flag, dest=option.name, default=None,
+                               action=argparse.BooleanOptionalAction, help=text)
+        else:
+            serve.add_argument(option.flag, dest=option.name, default=None,
+                               metavar=option.name.upper(), help=text)
+
+    check = commands.add_parser("healthcheck", help="exit 0 if the local server's /healthz answers 200")
+    target = check.add_mutually_exclusive_group()
+    target.add_argument("--url", help="URL to probe (default http://127.0.0.1:$PORT/healthz)")
+    target.add_argument("--port", help="local port to probe (default $HELLO_PORT, $PORT or 8080)")
+    check.add_argument("--timeout", default="2s", help="give up after this long (default 2s)")
+
+    commands.add_parser("version", help="print version, commit and build date")
+    return parser
+
+
+def _usage_error(message: str) -> int:
+    print(f"hello: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _healthcheck(args, env) -> int:
+    from hello.healthcheck import probe
+
+    try:
+        timeout = config.parse_duration(args.timeout)
+    except ValueError as error:
+        return _usage_error(f"--timeout: {args.timeout!r} {error}")
+    url = args.url
+    if url is None:
+        try:
+            port = config.resolve(config.option_named("port"), args.port, env)
+        except config.ConfigError as error:
+            return _usage_error(str(error))
+        url = f"http://127.0.0.1:{port}/healthz"
+    ok, reason = probe(url, timeout)
+    print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None, env: dict | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    known = ("serve", "healthcheck", "version", "-h", "--help", "--version")
+    if not argv or argv[0] not in known:
+        argv = ["serve", *argv]  # `hello --port 9000` means `hello serve --port 9000`
+    args = _build_parser().parse_args(argv)
+
+    if args.version or args.command == "version":
+        from hello.buildinfo import version_line
+        print(version_line())
+        return 0
+    if args.command == "healthcheck":
+        return _healthcheck(args, env)
+
+    flags = {option.name: getattr(args, option.name) for option in config.OPTIONS}
+    try:
+        settings = config.load(flags, env)
+    except config.ConfigError as error:
+        return _usage_error(str(error))
+    from hello.server import serve
+    return serve(settings)

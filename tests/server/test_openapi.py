@@ -1,0 +1,21 @@
+"""schemathesis against the running server and its own /openapi.json: no drift."""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import require
+
+CONFIG = pathlib.Path(__file__).with_name("schemathesis.toml")
+
+
+def test_server_conforms_to_its_openapi_document(serve_unfrozen):
+    st = shutil.which("schemathesis") or str(pathlib.Path(sys.executable).with_name("schemathesis"))
+    require(pathlib.Path(st).exists(), "schemathesis is not installed (make venv)")
+    service = serve_unfrozen("--no-access-log")
+    result = subprocess.run(
+        [st, "--no-color", "--config-file", str(CONFIG), "run", service.url + "/openapi.json",
+         "--checks", "all", "--workers", "2"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -1,0 +1,228 @@
+"""The real server (python -m hello) on an ephemeral port, hit by a real client."""
+
+import http.client
+import json
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT, Service, free_port, http_get, python_hello, wait_until
+
+
+def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the server closes or answers a full head."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks):
+                break
+        return b"".join(chunks)
+
+
+def status_of(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1])
+
+
+def log_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_serves_every_route(serve_unfrozen):
+    service = serve_unfrozen()
+    for path, status in [("/", 200), ("/healthz", 200), ("/readyz", 200), ("/version", 200),
+                         ("/whoami", 200), ("/openapi.json", 200), ("/nope", 404)]:
+        got, headers, _ = http_get(service.url + path)
+        assert got == status, path
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_server_header_names_hello_without_version(serve_unfrozen):
+    _, headers, _ = http_get(serve_unfrozen().url + "/")
+    assert headers["Server"] == "hello"
+
+
+def test_wrong_method_is_405(serve_unfrozen):
+    service = serve_unfrozen()
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    connection.request("DELETE", "/")
+    response = connection.getresponse()
+    assert response.status == 405
+    assert json.loads(response.read()) == {"error": "Method Not Allowed", "status": 405}
+
+
+def test_oversized_headers_are_rejected_and_server_keeps_serving(serve_unfrozen):
+    service = serve_unfrozen("--max-header-bytes", "4096")
+    reply = raw_exchange(service.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "
+                         + b"a" * 8000 + b"\r\n\r\n")
+    assert status_of(reply) in (400, 431)
+    assert http_get(service.url + "/healthz")[0] == 200
+
+
+def test_oversized_body_is_413_and_server_keeps_serving(serve_unfrozen):
+    service = serve_unfrozen("--max-body-bytes", "1024")
+    reply = raw_exchange(service.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096"
+                         b"\r\n\r\n" + b"x" * 4096)
+    assert status_of(reply) == 413
+    assert http_get(service.url + "/healthz")[0] == 200
+
+
+def test_default_body_limit_is_one_mib(serve_unfrozen):
+    service = serve_unfrozen()
+    reply = raw_exchange(service.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         + str((1 << 20) + 1).encode() + b"\r\n\r\n")
+    assert status_of(reply) == 413
+
+
+@pytest.mark.parametrize("line", [b"BLAH\r\n\r\n", b"GET / HTTP/9.9 extra\r\n\r\n",
+                                  b"\x00\x01\x02 / HTTP/1.1\r\n\r\n"])
+def test_malformed_request_line_is_400_and_server_keeps_serving(serve_unfrozen, line):
+    service = serve_unfrozen()
+    assert status_of(raw_exchange(service.port, line)) == 400
+    assert http_get(service.url + "/healthz")[0] == 200
+
+
+def test_access_log_is_one_json_line_per_request_on_stdout(serve_unfrozen):
+    service = serve_unfrozen()
+    http_get(service.url + "/nope?x=1")
+    code, out, err = service.stop()
+    assert code == 0
+    requests = [line for line in log_lines(out) if line["event"] == "request"]
+    probe = [line for line in requests if line["path"] == "/nope"]
+    assert len(probe) == 1
+    line = probe[0]
+    assert {"time", "method", "path", "status", "bytes", "duration_ms", "remote"} <= set(line)
+    assert (line["method"], line["status"], line["remote"]) == ("GET", 404, "127.0.0.1")
+    assert line["bytes"] > 0
+    events = [line["event"] for line in log_lines(out)]
+    assert events[0] == "listening"
+    assert "draining" in events
+    assert events[-1] == "stopped"
+    assert err == ""
+
+
+def test_no_access_log_and_text_format(serve_unfrozen):
+    service = serve_unfrozen("--no-access-log", "--log-format", "text")
+    http_get(service.url + "/")
+    _, out, _ = service.stop()
+    assert "event=request" not in out
+    assert "event=listening" in out
+    assert "{" not in out
+
+
+def test_port_in_use_is_one_line_and_exit_1():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = Service(python_hello("--host", "127.0.0.1", "--port", str(port)), port,
+                          env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
+        code = service.process.wait(15)
+        err = service.process.stderr.read()
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert err.count("\n") == 1
+
+
+def hold_request(url: str, results: list) -> threading.Thread:
+    def run():
+        try:
+            status, headers, _ = http_get(url, timeout=30)
+            results.append((status, headers.get("Connection")))
+        except OSError as error:
+            results.append((None, repr(error)))
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_drains_in_flight_request_then_exits_0(serve_unfrozen, signum):
+    service = serve_unfrozen()
+    results: list = []
+    holder = hold_request(service.url + "/whoami?wait=1s", results)
+    wait_until(lambda: _has_connection(service.port), 5, what="request in flight")
+    started = time.monotonic()
+    service.process.send_signal(signum)
+    wait_until(lambda: _refused(service.port), 2, what="listener closed")
+    code, out, err = service.wait()
+    holder.join(10)
+    assert results == [(200, "close")], out + err
+    assert code == 0
+    assert time.monotonic() - started < 5
+    stopped = [line for line in log_lines(out) if line["event"] == "stopped"]
+    assert stopped and stopped[0]["threads_left"] == 0
+    assert err == ""
+
+
+def test_second_signal_exits_at_once(serve_unfrozen):
+    service = serve_unfrozen()
+    results: list = []
+    holder = hold_request(service.url + "/whoami?wait=20s", results)
+    wait_until(lambda: _has_connection(service.port), 5, what="request in flight")
+    service.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: _refused(service.port), 2, what="drain started")
+    started = time.monotonic()
+    service.process.send_signal(signal.SIGTERM)
+    code = service.process.wait(5)
+    assert time.monotonic() - started < 2
+    assert code == 128 + signal.SIGTERM
+    holder.join(10)
+    assert results and results[0][0] is None
+
+
+def test_drain_timeout_bounds_the_wait(serve_unfrozen):
+    service = serve_unfrozen("--drain-timeout", "500ms")
+    results: list = []
+    holder = hold_request(service.url + "/whoami?wait=20s", results)
+    wait_until(lambda: _has_connection(service.port), 5, what="request in flight")
+    started = time.monotonic()
+    service.process.send_signal(signal.SIGTERM)
+    code, out, err = service.wait()
+    assert code == 0
+    assert time.monotonic() - started < 4
+    assert "drain timeout" in err
+    holder.join(25)
+
+
+def test_readiness_turns_503_when_draining():
+    from hello.config import load
+    from hello.logs import LogWriter
+    from hello.server import Server
+
+    server = Server(load({"host": "127.0.0.1", "port": str(free_port())}, {}), LogWriter())
+    try:
+        client = server.app.test_client()
+        assert client.get("/readyz").status_code == 200
+        server.draining.set()
+        assert client.get("/readyz").status_code == 503
+    finally:
+        server.sock.close()
+
+
+def _has_connection(port: int) -> bool:
+    """True once some client holds an established connection to port."""
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        rows = table.read().splitlines()[1:]
+    local = f":{port:04X}"
+    return any(row.split()[1].endswith(local) and row.split()[3] == "01" for row in rows)
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -1,0 +1,90 @@
+"""The command line: subcommands, exit codes and one-line usage errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hello import __version__
+from tests.conftest import ROOT
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "hello", *args], capture_output=True, check=False,
+                          text=True, cwd=ROOT, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["--port", "70000"], {}, "--port: '70000' is not a port number (1-65535)"),
+    ([], {"PORT": "abc"}, "PORT: 'abc' is not a port number (1-65535)"),
+    (["serve", "--threads", "0"], {}, "--threads: '0' is not a thread count (1-256)"),
+    (["--log-format", "xml"], {}, "--log-format: 'xml' is not one of json, text"),
+    (["--drain-timeout", "soon"], {}, "--drain-timeout: 'soon' is not a duration"),
+    (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+    (["healthcheck", "--timeout", "x"], {}, "--timeout: 'x' is not a duration"),
+    (["healthcheck", "--port", "99999"], {}, "--port: '99999' is not a port number"),
+    (["healthcheck", "--port", "1", "--url", "http://x"], {}, "not allowed with argument"),
+])
+def test_bad_input_is_exit_2_and_one_line(args, env, needle):
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert result.stderr.startswith("hello: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+
+
+
+@pytest.mark.parametrize("args", [["version"], ["--version"]])
+def test_version(args):
+    result = run_cli(*args)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"hello {__version__} (commit ")
+
+
+def test_help_lists_every_flag_and_env_var():
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for flag in ("--host", "--port", "--threads", "--message", "--drain-timeout",
+                 "--log-format", "--access-log", "--no-access-log", "$PORT",
+                 "$HELLO_MESSAGE"):
+        assert flag in result.stdout
+
+
+def test_top_level_help():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "healthcheck" in result.stdout
+
+
+def test_version_and_help_do_not_import_flask():
+    code = ("import sys; from hello import cli; import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()): cli.main(['version'])\n"
+            "print('flask' in sys.modules, 'waitress' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert out.strip() == "False False"
+
+
+def test_healthcheck_does_not_import_flask():
+    code = ("import sys; from hello import cli\n"
+            "cli.main(['healthcheck', '--port', '1', '--timeout', '100ms'])\n"
+            "print('flask' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=False).stdout
+    assert out.strip() == "False"
+
+
+def test_healthcheck_fails_with_one_line_when_nothing_listens():
+    from tests.conftest import free_port
+    result = run_cli("healthcheck", "--port", str(free_port()), "--timeout", "500ms")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "refused" in result.stderr.lower()
+
+
+def test_healthcheck_rejects_non_http_url():
+    result = run_cli("healthcheck", "--url", "ftp://x/")
+    assert result.returncode == 1
+    assert "is not an http:// URL" in result.stderr

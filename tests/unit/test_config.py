@@ -1,0 +1,89 @@
+"""Settings precedence (flag > HELLO_* > platform env > default) and validation."""
+
+import pytest
+
+from hello.config import OPTIONS, ConfigError, load, parse_duration
+
+
+def test_defaults():
+    settings = load({}, {})
+    assert (settings.host, settings.port, settings.threads) == ("0.0.0.0", 8080, 8)
+    assert settings.message == "Hello World!"
+    assert settings.drain_timeout == 10.0
+    assert settings.log_format == "json"
+    assert settings.access_log is True
+    assert settings.reuse_port is False
+    assert settings.max_body_bytes == 1 << 20
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
+def test_every_option_has_a_hello_env_var(option):
+    assert option.envs[0] == "HELLO_" + option.name.upper()
+
+
+def test_env_over_default():
+    assert load({}, {"HELLO_THREADS": "4"}).threads == 4
+
+
+def test_flag_over_env():
+    assert load({"threads": "2"}, {"HELLO_THREADS": "4"}).threads == 2
+
+
+def test_port_from_platform_variable():
+    assert load({}, {"PORT": "9090"}).port == 9090
+
+
+def test_hello_port_over_platform_port():
+    assert load({}, {"PORT": "9090", "HELLO_PORT": "9191"}).port == 9191
+
+
+def test_port_flag_over_everything():
+    assert load({"port": "7000"}, {"PORT": "9090", "HELLO_PORT": "9191"}).port == 7000
+
+
+def test_empty_env_var_counts_as_unset():
+    assert load({}, {"HELLO_PORT": "", "PORT": "9000"}).port == 9000
+
+
+def test_boolean_flag_and_env():
+    assert load({"access_log": False}, {"HELLO_ACCESS_LOG": "true"}).access_log is False
+    assert load({}, {"HELLO_ACCESS_LOG": "off"}).access_log is False
+    assert load({}, {"HELLO_REUSE_PORT": "1"}).reuse_port is True
+
+
+@pytest.mark.parametrize("flags, env, expected", [
+    ({}, {"PORT": "abc"}, "PORT: 'abc' is not a port number (1-65535)"),
+    ({"port": "70000"}, {}, "--port: '70000' is not a port number (1-65535)"),
+    ({"port": "0"}, {}, "--port: '0' is not a port number (1-65535)"),
+    ({"threads": "0"}, {}, "--threads: '0' is not a thread count (1-256)"),
+    ({}, {"HELLO_THREADS": "many"}, "HELLO_THREADS: 'many' is not a thread count (1-256)"),
+    ({"log_format": "xml"}, {}, "--log-format: 'xml' is not one of json, text"),
+    ({"drain_timeout": "soon"}, {}, "--drain-timeout: 'soon' is not a duration"),
+    ({}, {"HELLO_DRAIN_TIMEOUT": "2h"}, "HELLO_DRAIN_TIMEOUT: '2h' is not a duration"),
+    ({}, {"HELLO_ACCESS_LOG": "maybe"}, "HELLO_ACCESS_LOG: 'maybe' is not a boolean"),
+    ({"host": ""}, {}, "--host: '' is not a host name or IP address"),
+    ({"max_body_bytes": "-1"}, {}, "--max-body-bytes: '-1' is not a byte count"),
+])
+def test_bad_values_name_the_source_value_and_what_is_allowed(flags, env, expected):
+    with pytest.raises(ConfigError) as raised:
+        load(flags, env)
+    message = str(raised.value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("250ms", 0.25), ("2s", 2.0), ("1.5m", 90.0), ("10", 10.0), ("0", 0.0), (" 3s ", 3.0),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-1s", "1h", "1e3", "ms", "1.s"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_drain_timeout_accepts_durations():
+    assert load({"drain_timeout": "500ms"}, {}).drain_timeout == pytest.approx(0.5)
