@@ -20,7 +20,7 @@ def _openapi_document() -> bytes:
 
 def create_app(settings, is_ready: Callable[[], bool] = lambda: True) -> Flask:
     """Build the app. `is_ready` turns False once the server starts draining."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no file serving: routes only
     app.json.sort_keys = False
     openapi = _openapi_document()
 

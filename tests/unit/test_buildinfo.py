@@ -1,0 +1,50 @@
+"""Build info: the frozen stamp when there is one, else what the checkout says."""
+
+import json
+import sys
+
+from hello import __version__, buildinfo, netinfo
+
+
+def fresh_info():
+    buildinfo.build_info.cache_clear()
+    try:
+        return buildinfo.build_info()
+    finally:
+        buildinfo.build_info.cache_clear()
+
+
+def test_unfrozen_reports_package_version_and_git_commit():
+    info = fresh_info()
+    assert info["version"] == __version__
+    assert info["frozen"] is False
+    assert len(info["commit"]) == 40 or info["commit"] == "unknown"
+
+
+def test_frozen_reads_the_stamp(tmp_path, monkeypatch):
+    stamp = {"version": "9.9.9", "commit": "a" * 40, "build_date": "2026-01-02T03:04:05Z"}
+    (tmp_path / buildinfo.STAMP_NAME).write_text(json.dumps(stamp))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    info = fresh_info()
+    assert (info["version"], info["commit"], info["build_date"]) == \
+        ("9.9.9", "a" * 40, "2026-01-02T03:04:05Z")
+    assert info["frozen"] is True
+
+
+def test_frozen_without_stamp_says_unknown(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    info = fresh_info()
+    assert info["commit"] == "unknown"
+    assert info["build_date"] == "unknown"
+
+
+def test_version_line_mentions_everything():
+    line = buildinfo.version_line()
+    assert line.startswith(f"hello {__version__} (commit ")
+    assert "python " in line
+
+
+def test_host_addresses_include_loopback():
+    assert "127.0.0.1" in netinfo.host_addresses()

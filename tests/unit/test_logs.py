@@ -1,0 +1,52 @@
+"""Log lines: one per event, JSON or key=value, access lines with every field."""
+
+import io
+import json
+
+from hello.logs import AccessLogMiddleware, LogWriter
+
+
+def make_writer(log_format="json"):
+    out, err = io.StringIO(), io.StringIO()
+    return LogWriter(log_format, out=out, err=err), out, err
+
+
+def test_event_is_one_json_line_on_stdout():
+    writer, out, err = make_writer()
+    writer.event("listening", port=8080)
+    line = json.loads(out.getvalue())
+    assert (line["event"], line["port"], line["level"]) == ("listening", 8080, "info")
+    assert line["time"].endswith("+00:00")
+    assert err.getvalue() == ""
+
+
+def test_errors_go_to_stderr():
+    writer, out, err = make_writer()
+    writer.error("boom", code=1)
+    assert out.getvalue() == ""
+    assert json.loads(err.getvalue())["event"] == "boom"
+
+
+def test_text_format():
+    writer, out, _ = make_writer("text")
+    writer.event("stopped", drained_ms=3)
+    text = out.getvalue()
+    assert text.count("\n") == 1
+    assert "event=stopped" in text and "drained_ms=3" in text
+
+
+def test_access_middleware_records_status_bytes_and_duration():
+    writer, out, _ = make_writer()
+
+    def app(environ, start_response):
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        return [b"abc", b"de"]
+
+    wrapped = AccessLogMiddleware(app, writer)
+    environ = {"REQUEST_METHOD": "PUT", "PATH_INFO": "/x", "REMOTE_ADDR": "10.0.0.1"}
+    body = b"".join(wrapped(environ, lambda status, headers, exc_info=None: None))
+    assert body == b"abcde"
+    line = json.loads(out.getvalue())
+    assert (line["method"], line["path"], line["status"], line["bytes"], line["remote"]) == \
+        ("PUT", "/x", 201, 5, "10.0.0.1")
+    assert line["duration_ms"] >= 0
