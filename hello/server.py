@@ -147,7 +147,7 @@ class Server:
 
     def run(self) -> int:
         self._loop.start()
-        self.writer.event("listening", host=self.settings.host, port=self.port,
+        self.writer.event("listening", host=self.sock.getsockname()[0], port=self.port,
                           pid=os.getpid(), threads=self.settings.threads,
                           version=buildinfo.build_info()["version"])
         while not self.stop_requested.wait(1.0):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, Service, free_port, http_get, python_hello, wait_until
+from tests.conftest import ROOT, Service, free_port, http_get, http_status, python_hello, require, wait_until
 
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -226,3 +226,22 @@ def _refused(port: int) -> bool:
     except OSError:
         return False
     return False
+
+
+def test_socket_activation_serves_on_the_inherited_listener():
+    import shutil
+    activate = shutil.which("systemd-socket-activate")
+    require(activate is not None, "systemd-socket-activate is missing (apt-get install systemd)")
+    port = free_port()
+    service = Service([activate, "-l", f"127.0.0.1:{port}", *python_hello("serve")], port,
+                      env={"PYTHONPATH": str(ROOT), "HELLO_PORT": "1"}, cwd=ROOT)
+    try:
+        # The first connection makes systemd-socket-activate exec hello with LISTEN_FDS=1;
+        # HELLO_PORT=1 proves the port came from the inherited socket, not a bind.
+        wait_until(lambda: http_status(service.url + "/healthz") == 200, 15,
+                   what="socket-activated /healthz")
+    finally:
+        code, out, _ = service.stop()
+    assert code == 0
+    listening = [line for line in log_lines(out) if line["event"] == "listening"][0]
+    assert listening["port"] == port
