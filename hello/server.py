@@ -12,6 +12,7 @@ trigger (`pull_trigger(thunk)`), never from the signal handler.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -101,7 +102,7 @@ class _DrainAwareChannel(HTTPChannel):
 class Server:
     """One listening waitress server and its drain."""
 
-    def __init__(self, settings, writer: LogWriter, sock: socket.socket | None = None):
+    def __init__(self, settings, writer: LogWriter, sock: socket.socket):
         from hello.app import create_app  # Flask only when we really serve
 
         self.settings = settings
@@ -109,11 +110,11 @@ class Server:
         self.draining = threading.Event()
         self.stop_requested = threading.Event()
         self._signals = 0
+        self._signal_name = ""
         self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set())
         if settings.access_log:
             app.wsgi_app = AccessLogMiddleware(app.wsgi_app, writer)
-        self.sock = sock or _inherited_socket() or bind_listener(
-            settings.host, settings.port, settings.reuse_port)
+        self.sock = sock
         self.waitress = create_server(
             app,
             sockets=[self.sock],
@@ -135,13 +136,14 @@ class Server:
         return self.sock.getsockname()[1]
 
     def on_signal(self, signum, _frame) -> None:
+        """Only flags: the main thread may hold the log lock when a signal lands."""
         self._signals += 1
         if self._signals > 1:
-            self.writer.event("second signal, exiting now",
-                              signal=signal.Signals(signum).name)
+            line = json.dumps({"level": "info", "event": "second signal, exiting now",
+                               "signal": signal.Signals(signum).name})
+            os.write(1, (line + "\n").encode())
             os._exit(128 + signum)
-        self.writer.event("draining", signal=signal.Signals(signum).name,
-                          timeout_s=self.settings.drain_timeout)
+        self._signal_name = signal.Signals(signum).name
         self.draining.set()
         self.stop_requested.set()
 
@@ -199,6 +201,8 @@ class Server:
             return 1
 
     def drain(self) -> int:
+        self.writer.event("draining", signal=self._signal_name,
+                          timeout_s=self.settings.drain_timeout)
         started = time.monotonic()
         deadline = started + self.settings.drain_timeout
         self._call_in_loop(self._stop_accepting)
@@ -225,10 +229,12 @@ def serve(settings, writer: LogWriter | None = None) -> int:
         logger.addHandler(handler)
         logger.propagate = False
     try:
-        server = Server(settings, writer)
+        sock = _inherited_socket() or bind_listener(settings.host, settings.port,
+                                                    settings.reuse_port)
     except OSError as error:
         writer.error(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
         return 1
+    server = Server(settings, writer, sock)
     signal.signal(signal.SIGTERM, server.on_signal)
     signal.signal(signal.SIGINT, server.on_signal)
     return server.run()

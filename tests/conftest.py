@@ -7,8 +7,11 @@ HELLO_REQUIRE_ALL=1 (what .ci/run sets) the skip becomes a failure.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from hello.config import load
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REQUIRE_ALL = os.environ.get("HELLO_REQUIRE_ALL") == "1"
+DOCKERD = ROOT / "tests" / "infra" / "dockerd"
 
 
 def require(ok: bool, reason: str) -> None:
@@ -138,3 +142,73 @@ def serve_unfrozen():
     yield start
     for service in started:
         service.stop()
+
+
+def docker_client() -> str | None:
+    """Debian's 20.10 client when present: it builds with BuildKit without buildx."""
+    if os.access("/usr/bin/docker", os.X_OK):
+        return "/usr/bin/docker"
+    return shutil.which("docker")
+
+
+@dataclasses.dataclass
+class Docker:
+    """The docker CLI bound to one engine."""
+
+    client: str
+    host: str
+
+    @property
+    def env(self) -> dict:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120,
+            text: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.client, *args], check=False, env=self.env, capture_output=True,
+                                text=text, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}: "
+                                 f"{result.stderr}")
+        return result
+
+    def out(self, *args: str, **kwargs) -> str:
+        return self.run(*args, **kwargs).stdout.strip()
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self.out("inspect", ref))[0]
+
+    def answers(self) -> bool:
+        try:
+            return self.run("version", "--format", "{{.Server.Version}}",
+                            check=False, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The one docker engine every suite shares: DOCKER_HOST if it answers (.ci/run
+    starts one), else tests/infra/dockerd's default one, started here if needed and
+    then stopped by PID at the end of the session."""
+    client = docker_client()
+    require(client is not None or os.geteuid() == 0,
+            "no docker client, and not root to install one (tests/infra/dockerd)")
+    if client and os.environ.get("DOCKER_HOST"):
+        given = Docker(client, os.environ["DOCKER_HOST"])
+        if given.answers():
+            yield given
+            return
+    status = subprocess.run([str(DOCKERD), "status"], capture_output=True, text=True,
+                            check=False)
+    if status.returncode == 0:
+        yield Docker(docker_client(), status.stdout.strip())
+        return
+    require(os.geteuid() == 0, "no docker engine answers, and starting one "
+            "(tests/infra/dockerd) needs root")
+    started = subprocess.run([str(DOCKERD), "start"], check=False, capture_output=True, text=True,
+                             timeout=600)
+    require(started.returncode == 0, f"tests/infra/dockerd start failed: {started.stderr}")
+    try:
+        yield Docker(docker_client(), started.stdout.strip())
+    finally:
+        subprocess.run([str(DOCKERD), "stop"], capture_output=True, timeout=120, check=False)

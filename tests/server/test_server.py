@@ -198,9 +198,10 @@ def test_drain_timeout_bounds_the_wait(serve_unfrozen):
 def test_readiness_turns_503_when_draining():
     from hello.config import load
     from hello.logs import LogWriter
-    from hello.server import Server
+    from hello.server import Server, bind_listener
 
-    server = Server(load({"host": "127.0.0.1", "port": str(free_port())}, {}), LogWriter())
+    settings = load({"host": "127.0.0.1", "port": str(free_port())}, {})
+    server = Server(settings, LogWriter(), bind_listener("127.0.0.1", settings.port, False))
     try:
         client = server.app.test_client()
         assert client.get("/readyz").status_code == 200

@@ -1,0 +1,141 @@
+"""Wrap PyInstaller's onedir tree into ONE static executable with staticx, reproducibly.
+
+    python spec/staticx_onedir.py ONEDIR OUTPUT
+
+Run by build/binary with the build venv's Python (staticx 0.14.2, pinned in
+requirements/build.txt). It uses staticx internals (StaticxGenerator, its
+SxArchive and its hook list), so it checks the version and refuses any other.
+
+Why not plain `staticx ONEDIR/hello OUTPUT`:
+1. One extraction. `staticx -l` takes only ELF files and stores them flat, so a
+   onedir tree cannot go in through the CLI, and a onefile input is unpacked twice
+   per start (staticx's bundle, then PyInstaller's `_MEI` copy of the same
+   libraries). Here the tree goes into staticx's archive as it is: the bootloader
+   unpacks `hello` and `_internal/...` into one temp dir, runs `hello` from there
+   (PyInstaller's onedir bootloader finds `_internal` next to itself) and removes
+   the whole tree when the child exits.
+2. Reproducible output. staticx writes its tar from temp files, so member mtimes,
+   owners and permission bits vary from run to run (it ignores SOURCE_DATE_EPOCH).
+   Every member goes through `_normalise`: mtime = SOURCE_DATE_EPOCH, owner
+   root:root with no names, mode 0755 or 0644. Members are added in sorted order.
+   The rest of staticx's output (its bootloader, patchelf's edit of the program,
+   objcopy) is deterministic.
+3. A clear message without a writable temp dir. The bootloader says
+   "Failed to create temporary directory in /tmp: <errno>"; we rewrite that format
+   string in our copy of the bootloader (same length or shorter, NUL-padded) so it
+   says what to do: "hello: needs a writable /tmp or $TMPDIR; /tmp: <errno>".
+
+Shared libraries the tree needs from the build system (libc, libm, libz, ...)
+are resolved with ldd against the tree and added flat next to the program, where
+the patched RPATH of the program (the bundle dir) finds them. Binaries must carry
+no RPATH/RUNPATH (build/binary removes them with patchelf first): a RUNPATH
+naming the build machine would load the host's libc beside the bundled one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tarfile
+
+STATICX_VERSION = "0.14.2"
+TMPDIR_FORMAT_OLD = b"Failed to create temporary directory in %s\0"
+TMPDIR_FORMAT_NEW = b"needs a writable /tmp or $TMPDIR; %s\0"
+
+
+def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if info.isdir() or info.mode & 0o111:
+        info.mode = 0o755
+    elif info.isreg():
+        info.mode = 0o644
+    else:
+        info.mode = 0o777  # symlinks
+    return info
+
+
+def _is_elf(path: str) -> bool:
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"\x7fELF"
+
+
+def _tree(root: str) -> list[str]:
+    """Every path under root (dirs before their contents), sorted, relative to root."""
+    found = []
+    for here, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(here, root)
+        if rel != ".":
+            found.append(rel)
+        found.extend(os.path.normpath(os.path.join(rel, name)) for name in sorted(files))
+    return found
+
+
+def build(onedir: str, output: str, mtime: int) -> None:
+    import staticx.api as sx_api
+    from staticx.elf import get_shobj_deps
+    from staticx.version import __version__
+
+    if __version__ != STATICX_VERSION:
+        raise SystemExit(f"staticx_onedir.py: needs staticx {STATICX_VERSION} (uses its internals),"
+                         f" found {__version__}: check requirements/build.txt")
+    program = os.path.join(onedir, "hello")
+    internal = os.path.join(onedir, "_internal")
+    if not (os.path.isfile(program) and os.path.isdir(internal)):
+        raise SystemExit(f"staticx_onedir.py: {onedir} is not a PyInstaller onedir tree")
+    tree = [rel for rel in _tree(onedir) if rel != "hello"]
+
+    original_hooks = sx_api.run_hooks
+
+    def add_tree(sx) -> None:
+        original_hooks(sx)  # staticx's glibc hook (libnssfix); its PyInstaller hook finds nothing
+        for rel in tree:
+            sx.sxar.tar.add(os.path.join(onedir, rel), arcname=rel, recursive=False)
+        for rel in tree:
+            path = os.path.join(onedir, rel)
+            if not _is_elf(path):
+                continue
+            for dep in get_shobj_deps(path, libpath=[internal]):
+                if not os.path.realpath(dep).startswith(os.path.realpath(onedir) + os.sep):
+                    sx.add_library(dep, exist_ok=True)
+
+    class Generator(sx_api.StaticxGenerator):
+        def _get_bootloader(self):
+            super()._get_bootloader()
+            with open(self.tmpoutput, "rb") as handle:
+                blob = handle.read()
+            if blob.count(TMPDIR_FORMAT_OLD) != 1:
+                raise SystemExit("staticx_onedir.py: the bootloader's temp dir message was not"
+                                 " found once; staticx changed?")
+            new = TMPDIR_FORMAT_NEW.ljust(len(TMPDIR_FORMAT_OLD), b"\0")
+            with open(self.tmpoutput, "wb") as handle:
+                handle.write(blob.replace(TMPDIR_FORMAT_OLD, new))
+
+    sx_api.run_hooks = add_tree
+    sx_api.verify_tools()
+    generator = Generator(prog=program, strip=False, compress=False)
+    tar = generator.sxar.tar
+    addfile = tar.addfile
+    tar.addfile = lambda info, fileobj=None: addfile(_normalise(info, mtime), fileobj)
+    with generator:
+        generator.generate(output=output)
+    os.chmod(output, 0o755)  # noqa: S103 (an executable for everyone; staticx leaves 0700)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="staticx: %(message)s")
+    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    build(argv[0], argv[1], mtime)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

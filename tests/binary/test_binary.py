@@ -1,0 +1,179 @@
+"""dist/hello as a black box: static, self-contained, stamped, drains, reproducible."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.binary.conftest import COMMIT_RE, alive, descendants, in_root, pid1_of, requests_read_by_server
+from tests.conftest import ROOT, http_get, require, wait_until
+
+pytestmark = pytest.mark.binary
+
+
+def run(argv, timeout=60, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                          **kwargs)
+
+
+def test_file_says_statically_linked(binary):
+    require(shutil.which("file") is not None, "needs file(1)")
+    assert "statically linked" in run(["file", "-b", str(binary)]).stdout
+
+
+def test_ldd_says_not_dynamic(binary):
+    require(shutil.which("ldd") is not None, "needs ldd")
+    result = run(["ldd", str(binary)])
+    assert "not a dynamic executable" in result.stdout + result.stderr
+
+
+def test_checksum_verifies(binary):
+    sums = binary.parent / "hello.sha256"
+    require(sums.exists(), f"{sums} missing (build/binary writes it)")
+    result = run(["sha256sum", "-c", "hello.sha256"], cwd=binary.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "hello: OK"
+
+
+def test_sbom_lists_the_runtime_packages(binary):
+    sbom = binary.parent / "hello.cdx.json"
+    require(sbom.exists(), f"{sbom} missing (build/binary writes it)")
+    document = json.loads(sbom.read_text())
+    assert document["bomFormat"] == "CycloneDX"
+    names = {component["name"].lower() for component in document["components"]}
+    assert {"flask", "waitress", "werkzeug"} <= names
+
+
+def test_serves_in_an_empty_root_as_nobody(start_binary, empty_root, expected_commit):
+    root = empty_root()
+    service = start_binary(root=root).wait_healthy()
+
+    status, _, body = http_get(service.url + "/")
+    assert status == 200 and body
+    assert http_get(service.url + "/healthz")[0] == 200
+    status, _, body = http_get(service.url + "/version")
+    info = json.loads(body)
+    assert status == 200 and info["frozen"] is True
+    assert COMMIT_RE.match(info["commit"]), info
+    if expected_commit:
+        assert info["commit"] == expected_commit, "dist/hello is stale: make binary"
+    assert info["build_date"].endswith("Z")
+
+    probe = run(in_root(root, "healthcheck", "--port", str(service.port)))
+    assert probe.returncode == 0, probe.stderr
+
+    service.signal(signal.SIGTERM, pid1_of(service))
+    assert service.wait()[0] == 0
+    assert list((root / "tmp").iterdir()) == [], "the binary left files in /tmp"
+
+
+@pytest.mark.parametrize("case", ["missing TMPDIR", "no /tmp in an empty root"])
+def test_without_a_writable_temp_dir_it_says_so(binary, empty_root, tmp_path, case):
+    if case == "missing TMPDIR":
+        result = run([str(binary), "serve"], env={**os.environ, "TMPDIR": str(tmp_path / "none")})
+    else:  # no /tmp at all inside an empty root, as uid 65534
+        result = run(in_root(empty_root(tmp=False), "serve"))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "needs a writable /tmp or $TMPDIR" in lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("pid1", [False, True], ids=["child", "pid1"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_in_flight_request_and_cleans_up(start_binary, signum, pid1):
+    if pid1:
+        require(shutil.which("unshare") is not None and os.geteuid() == 0,
+                "needs root and unshare for a PID namespace")
+    service = start_binary(pid1=pid1).wait_healthy()
+    target = pid1_of(service) if pid1 else service.pid
+    chain = descendants(service.pid)
+    assert len(chain) >= 2, "expected the staticx bootloader and the app"
+
+    answer: dict = {}
+
+    def slow_request():
+        answer["result"] = http_get(service.url + "/whoami?wait=1s", timeout=15)
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    wait_until(lambda: requests_read_by_server(service.port) >= 1, 10,
+               what="the /whoami request to be read by the server")
+    service.signal(signum, target)
+    client.join(20)
+
+    code, out, err = service.wait()
+    assert code == 0, err
+    status, _, body = answer["result"]
+    assert status == 200 and json.loads(body)["waited_seconds"] == 1.0
+    assert '"draining"' in out + err and '"stopped"' in out + err
+    wait_until(lambda: not any(alive(pid) for pid in chain), 5, what="every process to exit")
+    assert list(service.tmpdir.iterdir()) == [], "extracted files left in the temp dir"
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["serve", "--port", "abc"], ["--threads", "0"]])
+def test_bad_flags_exit_2_with_one_line(binary, argv):
+    result = run([str(binary), *argv])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hello: "), result.stderr
+
+
+def _seconds(argv) -> float:
+    began = time.perf_counter()
+    result = run(argv)
+    took = time.perf_counter() - began
+    assert result.returncode == 0, result.stderr
+    return took
+
+
+def test_help_and_version_are_much_faster_than_serving(binary, start_binary):
+    serve = []
+    for _ in range(3):
+        began = time.perf_counter()
+        service = start_binary().wait_healthy()
+        serve.append(time.perf_counter() - began)
+        service.signal(signal.SIGTERM)
+        assert service.wait()[0] == 0
+    limit = 0.75 * statistics.median(serve)
+    for command in (["--help"], ["version"]):
+        took = statistics.median(_seconds([str(binary), *command]) for _ in range(3))
+        assert took < limit, f"hello {command[0]} took {took:.3f}s, serve start {limit / 0.75:.3f}s"
+    out = run([str(binary), "version"]).stdout
+    assert out.startswith("hello ") and "frozen" in out
+
+
+SOURCES = ("hello", "spec", "build", "requirements", "setup.cfg", "pyproject.toml", "README.md")
+
+
+@pytest.mark.slow
+def test_two_clean_builds_are_byte_identical(tmp_path, expected_commit):
+    """Two clean builds, in two different folders, of the same sources and stamp."""
+    require(shutil.which("objdump") is not None, "needs binutils (objdump) to build")
+    venv = ROOT / ".pyinstaller" / "venv"  # the pinned build venv, shared to save minutes
+    env = {**os.environ, "HELLO_COMMIT": expected_commit or "0" * 40,
+           "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "1700000000"),
+           "HELLO_BUILD_VENV": str(venv)}
+    outputs = []
+    for name in ("one", "two"):
+        tree = tmp_path / name
+        tree.mkdir()
+        for source in SOURCES:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, tree / source,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            elif (ROOT / source).exists():
+                shutil.copy2(ROOT / source, tree / source)
+        result = run([str(tree / "build" / "binary")], cwd=tree, env=env, timeout=1800)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs.append((tree / "dist" / "hello").read_bytes())
+    assert outputs[0] == outputs[1], "two builds of the same sources differ"

@@ -1,0 +1,200 @@
+"""The CircleCI config is valid without a CircleCI account, and is the pipeline issue 5 asks for.
+
+CircleCI itself cannot run here (no account, no offline CLI): the schema, the
+reference checker and these assertions on the parsed config stand in for it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT, require
+from tests.pipeline import circleci_refs
+from tests.pipeline.conftest import CONFIG
+
+VERSION_TAG = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+$")
+
+
+def _tool(module: str) -> list[str]:
+    require(importlib.util.find_spec(module) is not None,
+            f"{module} is not installed (it is in requirements/test.txt: make venv)")
+    return [sys.executable, "-m", module]
+
+
+def _repo_files() -> list[str]:
+    """Tracked files plus untracked ones git does not ignore."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                         cwd=ROOT, capture_output=True, check=True).stdout
+    return sorted({name for name in out.decode().split("\0") if name and (ROOT / name).is_file()})
+
+
+def _expanded(config, job):
+    checker = circleci_refs.Checker(config, ROOT)
+    checker.run()
+    return checker.job_steps[job]
+
+
+def _runs(config, job):
+    return [body if isinstance(body, str) else body["command"]
+            for step, body, _ in _expanded(config, job) if step == "run"]
+
+
+def _entry(config, workflow, job):
+    for entry in config["workflows"][workflow]["jobs"]:
+        if entry == job:
+            return {}
+        if isinstance(entry, dict) and job in entry:
+            return entry[job] or {}
+    raise KeyError(job)
+
+
+def test_the_schema_accepts_the_config():
+    result = subprocess.run(_tool("check_jsonschema") + ["--builtin-schema", "vendor.circle-ci", str(CONFIG)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_is_not_vacuous(config, dump):
+    config["jobs"]["lint"]["steps"].append({"run": {"comand": "make lint"}})
+    result = subprocess.run(_tool("check_jsonschema") + ["--builtin-schema", "vendor.circle-ci",
+                                                         str(dump(config))],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1, result.stdout
+
+
+def test_yamllint_passes_on_every_yaml_file():
+    files = [f for f in _repo_files() if f.endswith((".yml", ".yaml"))] + [".yamllint.yml"]
+    assert ".circleci/config.yml" in files
+    result = subprocess.run(_tool("yamllint") + ["-s", *sorted(set(files))], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_pipeline_has_its_jobs_in_order(parsed_config):
+    workflow = parsed_config["workflows"]["pipeline"]
+    requires = {}
+    for entry in workflow["jobs"]:
+        name, body = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+        requires[name] = set((body or {}).get("requires", []))
+    assert requires == {
+        "lint": set(), "test": set(),
+        "build-binary": {"lint", "test"},
+        "verify-binary": {"build-binary"},
+        "build-image": {"lint", "test"},
+        "hold-deploy": {"verify-binary", "build-image"},
+        "deploy": {"hold-deploy"},
+    }
+    assert _entry(parsed_config, "pipeline", "hold-deploy")["type"] == "approval"
+
+
+def test_deploy_runs_only_on_main_and_version_tags(parsed_config):
+    for job in ("hold-deploy", "deploy"):
+        filters = _entry(parsed_config, "pipeline", job)["filters"]
+        assert filters["branches"]["only"] == "main"
+        tag = filters["tags"]["only"].strip("/")
+        assert re.match(tag, "v1.2.3") and not re.match(tag, "v1.2") and not re.match(tag, "latest")
+    for job in ("lint", "test", "build-binary", "verify-binary", "build-image"):
+        filters = _entry(parsed_config, "pipeline", job)["filters"]
+        assert "branches" not in filters, f"{job} must run on every branch"
+        deploy_tags = _entry(parsed_config, "pipeline", "deploy")["filters"]["tags"]["only"]
+        assert filters["tags"]["only"] == deploy_tags
+
+
+def test_deploy_uses_the_context_the_key_and_a_pinned_known_hosts(parsed_config):
+    entry = _entry(parsed_config, "pipeline", "deploy")
+    assert entry["context"] == "hello-deploy"
+    assert entry["artifact"] == "<< pipeline.parameters.artifact >>"
+    steps = _expanded(parsed_config, "deploy")
+    keys = [body for step, body, _ in steps if step == "add_ssh_keys"]
+    assert keys and keys[0]["fingerprints"], "add_ssh_keys must name the deploy key by fingerprint"
+    runs = _runs(parsed_config, "deploy")
+    assert runs[0].startswith("build/ci-ssh-config ")
+    assert any(r.startswith("build/deploy ") and '-F "$HOME/.ssh/hello/config"' in r for r in runs)
+    assert [s for s, _, _ in steps].index("add_ssh_keys") < [s for s, _, _ in steps].index("run")
+
+
+def test_the_artifact_parameter_defaults_to_the_binary(parsed_config):
+    param = parsed_config["parameters"]["artifact"]
+    assert param["type"] == "enum" and set(param["enum"]) == {"binary", "image"}
+    assert param["default"] == "binary"
+
+
+def test_rollback_runs_alone_without_a_rebuild(parsed_config):
+    assert parsed_config["parameters"]["rollback-to"]["default"] == ""
+    assert parsed_config["workflows"]["pipeline"]["when"] == {"not": "<< pipeline.parameters.rollback-to >>"}
+    rollback = parsed_config["workflows"]["rollback"]
+    assert rollback["when"] == "<< pipeline.parameters.rollback-to >>"
+    names = [next(iter(e)) if isinstance(e, dict) else e for e in rollback["jobs"]]
+    assert names == ["hold-rollback", "rollback"]
+    assert _entry(parsed_config, "rollback", "hold-rollback")["type"] == "approval"
+    assert _entry(parsed_config, "rollback", "rollback")["context"] == "hello-deploy"
+    runs = _runs(parsed_config, "rollback")
+    assert all("make" not in r.split() and "build/binary" not in r and "build/image" not in r for r in runs)
+    assert any(r.startswith("build/deploy rollback ") for r in runs)
+
+
+def test_build_binary_persists_and_stores_its_artifacts(parsed_config):
+    steps = _expanded(parsed_config, "build-binary")
+    assert "make binary" in _runs(parsed_config, "build-binary")
+    persisted = [p for s, b, _ in steps if s == "persist_to_workspace" for p in b["paths"]]
+    stored = [b["path"] for s, b, _ in steps if s == "store_artifacts"]
+    for path in ("dist/hello", "dist/hello.sha256", "dist/hello.cdx.json"):
+        assert path in persisted and path in stored
+
+
+def test_verify_binary_tests_the_built_artifact_without_rebuilding(parsed_config):
+    steps = [s for s, _, _ in _expanded(parsed_config, "verify-binary")]
+    runs = _runs(parsed_config, "verify-binary")
+    assert steps.index("attach_workspace") < steps.index("run")
+    assert any(r.split()[-2:] == ["make", "verify-binary"] for r in runs)
+    assert not any("build/binary" in r or "binary" in r.split() or "dist/hello" in r.split() for r in runs)
+    assert "store_test_results" in steps
+
+
+def test_the_makefile_verify_binary_target_does_not_rebuild():
+    text = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^verify-binary:([^#\n]*)", text, re.M)
+    recipe = re.search(r"^verify-binary:.*\n((?:\t.*\n)*)", text, re.M).group(1)
+    assert rule and "dist/hello" not in rule.group(1) and "binary" not in rule.group(1).split()
+    assert "build/binary" not in recipe
+
+
+def test_test_job_stores_junit_results(parsed_config):
+    steps = _expanded(parsed_config, "test")
+    assert "make test-service" in _runs(parsed_config, "test")
+    assert {"path": "test-results"} in [b for s, b, _ in steps if s == "store_test_results"]
+
+
+def test_build_image_uses_remote_docker_smoke_tests_and_saves_the_tar(parsed_config):
+    steps = _expanded(parsed_config, "build-image")
+    names = [s for s, _, _ in steps]
+    runs = _runs(parsed_config, "build-image")
+    assert names.index("setup_remote_docker") < names.index("run")
+    assert "make image IMAGE_TAR=dist/hello-image.tar" in runs
+    assert any(r.startswith("build/image-smoke") for r in runs)
+    assert ["dist/hello-image.tar"] in [b["paths"] for s, b, _ in steps if s == "persist_to_workspace"]
+
+
+def test_every_job_runs_only_make_targets_and_build_scripts(parsed_config):
+    for job in parsed_config["jobs"]:
+        for command in _runs(parsed_config, job):
+            first = command.split()[0]
+            assert first == "make" or first.startswith("build/"), (job, command)
+
+
+def test_the_pip_cache_key_covers_every_requirements_file(parsed_config):
+    files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "requirements").glob("*.txt"))
+    assert files
+    for command in ("restore-pip", "save-pip"):
+        steps = parsed_config["commands"][command]["steps"]
+        body = steps[0].get("restore_cache") or steps[0].get("save_cache")
+        key = body["keys"][0] if "keys" in body else body["key"]
+        assert set(re.findall(r'checksum "([^"]+)"', key)) == set(files), command
+    assert parsed_config["commands"]["save-pip"]["steps"][0]["save_cache"]["paths"] == ["~/.cache/pip"]
+
+
+def test_lint_runs_make_lint(parsed_config):
+    assert _runs(parsed_config, "lint")[-1] == "make lint"
