@@ -148,10 +148,12 @@ class Server:
         self.stop_requested.set()
 
     def run(self) -> int:
-        self._loop.start()
+        # The socket already listens (waitress called listen()); log before the loop
+        # serves anything, so `listening` is always the first line.
         self.writer.event("listening", host=self.sock.getsockname()[0], port=self.port,
                           pid=os.getpid(), threads=self.settings.threads,
                           version=buildinfo.build_info()["version"])
+        self._loop.start()
         while not self.stop_requested.wait(1.0):
             if not self._loop.is_alive():
                 self.writer.error("server loop died")

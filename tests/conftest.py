@@ -83,7 +83,7 @@ class Service:
             argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, **popen)
 
-    def wait_healthy(self, timeout: float = 15.0) -> Service:
+    def wait_healthy(self, timeout: float = 30.0) -> Service:
         def healthy():
             if self.process.poll() is not None:
                 raise AssertionError(f"exited {self.process.returncode}: {self.process.stderr.read()}")
@@ -97,7 +97,7 @@ class Service:
             self.process.terminate()
         return self.wait(timeout)
 
-    def wait(self, timeout: float = 15.0) -> tuple[int, str, str]:
+    def wait(self, timeout: float = 30.0) -> tuple[int, str, str]:
         """Wait for exit without signalling; killed if it outlives timeout."""
         try:
             out, err = self.process.communicate(timeout=timeout)

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, free_port, http_status, require, wait_until
+from tests.conftest import ROOT, Service, free_port, require, wait_until
 
 DEFAULT_BINARY = ROOT / "dist" / "hello"
 
@@ -92,38 +92,21 @@ def requests_read_by_server(port: int) -> int:
     return count
 
 
-class Running:
+class Running(Service):
     """A started binary: the outermost process, its port and its private temp dir."""
 
     def __init__(self, argv: list[str], port: int, tmpdir: pathlib.Path | None,
                  env: dict | None = None):
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
         self.tmpdir = tmpdir
-        full_env = {**os.environ, **(env or {})}
-        if tmpdir is not None:
-            full_env["TMPDIR"] = str(tmpdir)
-        self.process = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        env = {**(env or {}), **({"TMPDIR": str(tmpdir)} if tmpdir is not None else {})}
+        super().__init__(argv, port, env=env)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_healthy(self, timeout: float = 30.0) -> Running:
-        def healthy():
-            if self.process.poll() is not None:
-                raise AssertionError(f"exited {self.process.returncode}: {self.process.stderr.read()}")
-            return http_status(self.url + "/healthz", timeout=0.5) == 200
-        wait_until(healthy, timeout, what=f"{self.url}/healthz")
-        return self
-
     def signal(self, signum: int, pid: int | None = None) -> None:
         os.kill(pid or self.process.pid, signum)
-
-    def wait(self, timeout: float = 30.0) -> tuple[int, str, str]:
-        out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out, err
 
     def end(self) -> None:
         """Last resort after a failed test: SIGKILL what is left, by PID, bottom up."""
