@@ -26,7 +26,7 @@ venv: $(VENV)/.done ## the development venv (pinned, hashed test requirements)
 dev: venv ## serve from source: make dev ARGS="--port 9000"
 	$(PY) -m hello serve $(ARGS)
 
-dist/hello: $(shell find hello spec -type f 2>/dev/null) requirements/build.txt build/binary
+dist/hello: $(shell find hello spec -type f -not -path '*/__pycache__/*' 2>/dev/null) requirements/build.txt build/binary
 	build/binary
 
 run: dist/hello ## build the binary if it is stale, then run it: make run ARGS="--port 9000"
