@@ -21,13 +21,15 @@ class LogWriter:
         self.err = err or sys.stderr
         self._lock = threading.Lock()
 
-    def _write(self, stream, fields: dict) -> None:
-        fields = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                  **fields}
+    def format(self, fields: dict) -> str:
+        """One line, without taking the lock (a signal handler may need it)."""
+        fields = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
         if self.log_format == "json":
-            line = json.dumps(fields, separators=(",", ":"))
-        else:
-            line = " ".join(f"{key}={value}" for key, value in fields.items())
+            return json.dumps(fields, separators=(",", ":"))
+        return " ".join(f"{key}={value}" for key, value in fields.items())
+
+    def _write(self, stream, fields: dict) -> None:
+        line = self.format(fields)
         with self._lock:
             stream.write(line + "\n")
             stream.flush()

@@ -12,7 +12,6 @@ trigger (`pull_trigger(thunk)`), never from the signal handler.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -139,9 +138,9 @@ class Server:
         """Only flags: the main thread may hold the log lock when a signal lands."""
         self._signals += 1
         if self._signals > 1:
-            line = json.dumps({"level": "info", "event": "second signal, exiting now",
-                               "signal": signal.Signals(signum).name})
-            os.write(1, (line + "\n").encode())
+            line = self.writer.format({"level": "info", "event": "second signal, exiting now",
+                                       "signal": signal.Signals(signum).name})
+            os.write(1, (line + "\n").encode())  # no lock: the main thread may hold it
             os._exit(128 + signum)
         self._signal_name = signal.Signals(signum).name
         self.draining.set()

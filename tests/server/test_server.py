@@ -177,6 +177,8 @@ def test_second_signal_exits_at_once(serve_unfrozen):
     code = service.process.wait(5)
     assert time.monotonic() - started < 2
     assert code == 128 + signal.SIGTERM
+    events = [line["event"] for line in log_lines(service.process.stdout.read())]
+    assert events[-2:] == ["draining", "second signal, exiting now"]
     holder.join(10)
     assert results and results[0][0] is None
 
