@@ -42,7 +42,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("healthcheck", help="exit 0 if the local server's /healthz answers 200")
     target = check.add_mutually_exclusive_group()
-    target.add_argument("--url", help="URL to probe (default http://127.0.0.1:$PORT/healthz)")
+    target.add_argument("--url", help="URL to probe (default /healthz on $HELLO_HOST, or "
+                        "127.0.0.1 when that is a wildcard, and the serve port)")
     target.add_argument("--port", help="local port to probe (default $HELLO_PORT, $PORT or 8080)")
     check.add_argument("--timeout", default="2s", help="give up after this long (default 2s)")
 
@@ -56,7 +57,7 @@ def _usage_error(message: str) -> int:
 
 
 def _healthcheck(args, env) -> int:
-    from hello.healthcheck import probe
+    from hello.healthcheck import local_url, parse_url, probe
 
     try:
         timeout = config.parse_duration(args.timeout)
@@ -66,9 +67,14 @@ def _healthcheck(args, env) -> int:
     if url is None:
         try:
             port = config.resolve(config.option_named("port"), args.port, env)
+            host = config.resolve(config.option_named("host"), None, env)
         except config.ConfigError as error:
             return _usage_error(str(error))
-        url = f"http://127.0.0.1:{port}/healthz"
+        url = local_url(host, port)
+    try:
+        parse_url(url)
+    except ValueError as error:
+        return _usage_error(f"--url: {error}")
     ok, reason = probe(url, timeout)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1

@@ -21,7 +21,7 @@ import time
 
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
-from waitress.task import WSGITask
+from waitress.task import ErrorTask, WSGITask
 
 from hello import buildinfo
 from hello.logs import AccessLogMiddleware, LogWriter
@@ -52,8 +52,9 @@ def _inherited_socket() -> socket.socket | None:
     In the frozen binary the bootloaders sit between systemd and Python, so the
     PID systemd names may be our parent or grandparent.
     """
-    if int(os.environ.get("LISTEN_FDS", "0") or 0) < 1:
-        return None
+    count = os.environ.get("LISTEN_FDS", "")
+    if not count.isdigit() or int(count) < 1:
+        return None  # absent or not a count: bind our own socket, as systemd's sd_listen_fds does
     listen_pid = os.environ.get("LISTEN_PID", "")
     family = {str(os.getpid()), str(os.getppid())}
     if listen_pid and listen_pid not in family:
@@ -94,8 +95,28 @@ class _DrainAwareTask(WSGITask):
         return super().build_response_header()
 
 
+class _ErrorTask(ErrorTask):
+    """The 400/413/431 answers waitress gives itself, before any WSGI app runs:
+    the same nosniff header as every other response, and an access-log line."""
+
+    def execute(self):
+        self.response_headers.append(("X-Content-Type-Options", "nosniff"))
+        started = time.perf_counter()
+        super().execute()
+        writer = getattr(self.channel.server, "hello_writer", None)
+        if writer is not None:
+            request = self.request
+            writer.access(method=getattr(request, "command", None) or None,
+                          path=getattr(request, "path", None) or None,
+                          status=int(self.status.split(" ", 1)[0]),
+                          bytes=self.content_length or 0,
+                          duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                          remote=self.channel.addr[0] if self.channel.addr else None)
+
+
 class _DrainAwareChannel(HTTPChannel):
     task_class = _DrainAwareTask
+    error_task_class = _ErrorTask
 
 
 class Server:
@@ -127,6 +148,7 @@ class Server:
         )
         self.waitress.channel_class = _DrainAwareChannel
         self.waitress.hello_draining = self.draining
+        self.waitress.hello_writer = writer if settings.access_log else None
         self._loop = threading.Thread(target=self.waitress.run, name="hello-loop",
                                       daemon=True)
 

@@ -66,6 +66,7 @@ def test_oversized_headers_are_rejected_and_server_keeps_serving(serve_unfrozen)
     reply = raw_exchange(service.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "
                          + b"a" * 8000 + b"\r\n\r\n")
     assert status_of(reply) in (400, 431)
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
     assert http_get(service.url + "/healthz")[0] == 200
 
 
@@ -74,6 +75,7 @@ def test_oversized_body_is_413_and_server_keeps_serving(serve_unfrozen):
     reply = raw_exchange(service.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096"
                          b"\r\n\r\n" + b"x" * 4096)
     assert status_of(reply) == 413
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
     assert http_get(service.url + "/healthz")[0] == 200
 
 
@@ -88,8 +90,12 @@ def test_default_body_limit_is_one_mib(serve_unfrozen):
                                   b"\x00\x01\x02 / HTTP/1.1\r\n\r\n"])
 def test_malformed_request_line_is_400_and_server_keeps_serving(serve_unfrozen, line):
     service = serve_unfrozen()
-    assert status_of(raw_exchange(service.port, line)) == 400
+    reply = raw_exchange(service.port, line)
+    assert status_of(reply) == 400
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
     assert http_get(service.url + "/healthz")[0] == 200
+    _, out, _ = service.stop()
+    assert 400 in [entry.get("status") for entry in log_lines(out) if entry["event"] == "request"]
 
 
 def test_access_log_is_one_json_line_per_request_on_stdout(serve_unfrozen):

@@ -84,7 +84,19 @@ def test_healthcheck_fails_with_one_line_when_nothing_listens():
     assert "refused" in result.stderr.lower()
 
 
-def test_healthcheck_rejects_non_http_url():
-    result = run_cli("healthcheck", "--url", "ftp://x/")
-    assert result.returncode == 1
-    assert "is not an http:// URL" in result.stderr
+@pytest.mark.parametrize("url, needle", [("ftp://x/", "is not an http:// URL"),
+                                         ("http://127.0.0.1:abc/healthz", "has no valid port"),
+                                         ("http://127.0.0.1:99999/", "has no valid port")])
+def test_healthcheck_rejects_a_bad_url_as_usage(url, needle):
+    result = run_cli("healthcheck", "--url", url)
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_healthcheck_probes_the_configured_host():
+    from hello.healthcheck import local_url
+    assert local_url("0.0.0.0", 8080) == "http://127.0.0.1:8080/healthz"
+    assert local_url("::", 8080) == "http://127.0.0.1:8080/healthz"
+    assert local_url("::1", 9000) == "http://[::1]:9000/healthz"
+    assert local_url("10.1.2.3", 80) == "http://10.1.2.3:80/healthz"
