@@ -32,7 +32,7 @@ dist/hello: $(shell find hello spec -type f -not -path '*/__pycache__/*' 2>/dev/
 run: dist/hello ## build the binary if it is stale, then run it: make run ARGS="--port 9000"
 	dist/hello serve $(ARGS)
 
-test: venv ## every suite (what .ci/run runs); JUnit XML in test-results/
+test: venv dist/hello ## every suite (what .ci/run runs), on a fresh dist/hello; JUnit XML in test-results/
 	$(PYTEST) --junitxml=$(RESULTS)/junit.xml $(PYTEST_ARGS)
 
 test-service: venv ## unit and server tests of the service

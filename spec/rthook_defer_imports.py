@@ -4,7 +4,7 @@ Why: while `flask` imports, werkzeug pulls in its development server
 (`werkzeug.serving`: http.server, http.client, email, ...), its test client
 (`werkzeug.test`) and `flask.cli` pulls in `importlib.metadata`. In the frozen
 binary every module is read from the archive, so these cost about 12% of a cold
-start (../../shared/PLATFORM.md: 1.13x -> 1.01x of unfrozen Python). `hello serve`
+start (measured on a 2-core Debian 12 machine: 1.13x -> 1.01x of unfrozen Python). `hello serve`
 runs waitress and never calls them.
 
 How: only while the first of `flask`/`werkzeug` executes, `werkzeug.serving`,

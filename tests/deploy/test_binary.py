@@ -8,6 +8,9 @@ key, rollbacks. Each states what it expects to be serving before it starts.
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -22,7 +25,20 @@ PORT = 8080
 
 @pytest.fixture(scope="module")
 def base(droplet):
-    return droplet.state / "opt-hello"
+    """<base> on the droplet, outside pytest's 0700 temp tree: the service runs as
+    nobody there, as on a real droplet, and must be able to reach its release."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="hello-opt-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    yield folder / "opt-hello"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def service_uid(base) -> int:
+    """Real uid of the `hello serve` process under the supervisor."""
+    supervisor = running_pid(base)
+    children = pathlib.Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    status = pathlib.Path(f"/proc/{children[0]}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
 def serving(droplet, release) -> None:
@@ -58,7 +74,7 @@ def test_first_deploy_serves_the_release(droplet, base, releases):
     for unit in ("hello.service", "hello.socket"):  # installed where systemd runs
         assert (base / "bin" / unit).read_bytes() == (ROOT / "build" / "droplet" / unit).read_bytes()
     assert (base / "hello.env").read_text().splitlines() == [f"PORT={PORT}"]
-    running_pid(base)
+    assert service_uid(base) != 0  # `hello` if that user exists, else nobody (65534)
     assert not list((base / "releases" / old.name).glob(".upload-*"))
     assert "droplet serves" in result.stderr.splitlines()[-1]
     print(f"\n[deploy figures] first binary deploy: {time.monotonic() - started:.1f} s")
