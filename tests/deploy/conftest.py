@@ -92,11 +92,15 @@ def deploy(droplet: Droplet, mode: str, *args: str, env: dict | None = None,
 
 
 def tree(path: pathlib.Path) -> dict:
-    """Every file, link and folder under path with its mtime: 'nothing changed' checks."""
+    """Every file, link and folder under path with its mtime: 'nothing changed' checks.
+
+    The running service's own log files are left out: it appends to them whenever it
+    answers a request, which says nothing about what a deploy changed."""
     if not path.exists():
         return {}
     return {str(p.relative_to(path)): (p.lstat().st_mtime_ns, os.readlink(p) if p.is_symlink() else None)
-            for p in sorted(path.rglob("*"))}
+            for p in sorted(path.rglob("*"))
+            if not (p.parent.name == "log" and p.suffix == ".log")}
 
 
 class Poller:
