@@ -79,7 +79,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True) -> Flask:
 
 def _whoami_report(waited: float) -> dict:
     environ = request.environ
-    headers = {key: value for key, value in request.headers.items()}
+    headers = dict(request.headers.items())
     return {
         "hostname": socket.gethostname(),
         "ip": netinfo.host_addresses(),

@@ -147,27 +147,27 @@ def sshd(tmp_path, host_key):
         process.wait(timeout=10)
 
 
-def test_the_config_connects_to_the_droplet_it_pins(tmp_path, host_key, sshd):
+def ssh_through_written_config(tmp_path, sshd, pinned_key) -> subprocess.CompletedProcess:
+    """build/ci-ssh-config with `pinned_key` as the droplet's known host key, then
+    `ssh -F <that config> droplet echo reached` against the real sshd."""
     env = {"DROPLET_HOST": "127.0.0.1", "DROPLET_PORT": str(sshd["port"]), "DROPLET_USER": getpass.getuser(),
-           "DROPLET_KNOWN_HOSTS": known_line("127.0.0.1", sshd["port"], host_key),
+           "DROPLET_KNOWN_HOSTS": known_line("127.0.0.1", sshd["port"], pinned_key),
            "DROPLET_SSH_KEY": str(sshd["client_key"])}
     result = run_ssh_config(tmp_path, env)
     assert result.returncode == 0, result.stderr
-    ssh = subprocess.run(["ssh", "-F", result.stdout.strip(), "droplet", "echo", "reached"],
-                         capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(["ssh", "-F", result.stdout.strip(), "droplet", "echo", "reached"],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_the_config_connects_to_the_droplet_it_pins(tmp_path, host_key, sshd):
+    ssh = ssh_through_written_config(tmp_path, sshd, host_key)
     assert ssh.returncode == 0, ssh.stderr
     assert ssh.stdout.strip() == "reached"
 
 
 def test_the_config_refuses_a_droplet_with_another_host_key(tmp_path, host_key, sshd):
     impostor = keygen(tmp_path / "other_host_key")
-    env = {"DROPLET_HOST": "127.0.0.1", "DROPLET_PORT": str(sshd["port"]), "DROPLET_USER": getpass.getuser(),
-           "DROPLET_KNOWN_HOSTS": known_line("127.0.0.1", sshd["port"], impostor),
-           "DROPLET_SSH_KEY": str(sshd["client_key"])}
-    result = run_ssh_config(tmp_path, env)
-    assert result.returncode == 0, result.stderr
-    ssh = subprocess.run(["ssh", "-F", result.stdout.strip(), "droplet", "echo", "reached"],
-                         capture_output=True, text=True, timeout=30, check=False)
+    ssh = ssh_through_written_config(tmp_path, sshd, impostor)
     assert ssh.returncode == 255
     assert "reached" not in ssh.stdout
     assert "Host key verification failed" in ssh.stderr
