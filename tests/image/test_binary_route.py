@@ -134,7 +134,7 @@ def test_builder_binary_and_source_route_image_hold_the_same_hello(docker, base_
     """CI's path (build/binary-in-docker, then the dist route) against a user's
     (`docker build` from source): two --no-cache builds in one builder base."""
     tree = snapshot(tmp_path / "hello")
-    commit, epoch = build_identity()
+    commit, epoch = image.commit, image.source_date_epoch  # the stamp the source route got
     env = {**docker.env, "PYTHON_IMAGE": base_image, "HELLO_COMMIT": commit,
            "SOURCE_DATE_EPOCH": epoch, "BUILD_ARGS": "--no-cache"}
     made = subprocess.run([str(tree / "build" / "binary-in-docker")], env=env, cwd=tree,
