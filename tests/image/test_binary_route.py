@@ -130,10 +130,12 @@ def test_build_image_refuses_a_dist_hello_that_does_not_match_its_checksum(docke
 
 
 @pytest.mark.slow
-def test_builder_binary_and_source_route_image_hold_the_same_hello(docker, base_image, image, tmp_path):
+def test_builder_binary_and_source_route_image_hold_the_same_hello(docker, base_image, image, source_tree,
+                                                                   tmp_path):
     """CI's path (build/binary-in-docker, then the dist route) against a user's
-    (`docker build` from source): two --no-cache builds in one builder base."""
-    tree = snapshot(tmp_path / "hello")
+    (`docker build` from source): two --no-cache builds in one builder base, of the
+    same files (a copy of the source-route image's context) and the same stamp."""
+    tree = pathlib.Path(shutil.copytree(source_tree, tmp_path / "hello", symlinks=True))
     commit, epoch = image.commit, image.source_date_epoch  # the stamp the source route got
     env = {**docker.env, "PYTHON_IMAGE": base_image, "HELLO_COMMIT": commit,
            "SOURCE_DATE_EPOCH": epoch, "BUILD_ARGS": "--no-cache"}
