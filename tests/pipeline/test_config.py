@@ -242,3 +242,11 @@ def test_the_pip_cache_key_covers_every_requirements_file(parsed_config):
 
 def test_lint_runs_make_lint(parsed_config):
     assert _runs(parsed_config, "lint")[-1] == "make lint"
+
+
+def test_ci_run_rebuilds_twice_and_compares():
+    """The varied double build is part of what .ci/run runs, with faketime installed."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nmake verify-rebuild\n" in ci and " faketime " in ci
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^verify-rebuild:.*\n\tbuild/verify-rebuild\n", makefile, re.M)
