@@ -10,7 +10,7 @@ DEPLOY_ARGS ?=
 ARGS ?=
 
 .PHONY: help venv dev run test test-service verify-binary test-image test-deploy \
-        test-pipeline lint binary image deploy bench clean
+        test-pipeline lint binary binary-in-docker verify-rebuild image deploy bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,7 +63,15 @@ lint: venv ## ruff, shellcheck, hadolint, yamllint
 binary: ## build dist/hello (+ .sha256, SBOM) from requirements/build.txt
 	build/binary
 
-image: ## build the image hello:<version> and hello:latest (IMAGE_TAR=path also saves it)
+binary-in-docker: ## build dist/hello in the Dockerfile's pinned builder, as CI does (rebuild and compare CI's)
+	build/binary-in-docker
+
+verify-rebuild: ## build twice in two folders (umask, TZ, locale, host, clock varied): same bytes?
+	build/verify-rebuild
+
+# No dist/hello prerequisite on purpose: the image carries the dist/hello that is
+# there (CI's verified one), never one make decided to rebuild.
+image: ## image hello:<version> + :latest holding dist/hello, checked against dist/hello.sha256 (IMAGE_TAR=path also saves it)
 	build/image
 
 deploy: ## ship to a droplet: make deploy DEPLOY_ARGS="binary user@host -F ssh_config"

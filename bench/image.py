@@ -123,7 +123,9 @@ def saved_sizes(ref: str, work: pathlib.Path) -> tuple[int, int]:
 
 
 def build_ours(base: str) -> str:
-    env = dict(os.environ, PYTHON_IMAGE=base)
+    # From source in the builder (as before), not a host-built dist/hello: the image
+    # measured is the one a user's `docker build` makes.
+    env = dict(os.environ, PYTHON_IMAGE=base, HELLO_BINARY_FROM="source")
     if not env.get("HELLO_COMMIT"):
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
                               capture_output=True, text=True, check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -10,12 +11,15 @@ from collections.abc import Callable
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hello import buildinfo, netinfo
+from hello import __version__, buildinfo, netinfo
 from hello.config import MAX_WAIT_SECONDS, parse_duration
 
 
 def _openapi_document() -> bytes:
-    return importlib.resources.files("hello").joinpath("openapi.json").read_bytes()
+    """openapi.json as served: its info.version is hello.__version__, the one place it is written."""
+    document = json.loads(importlib.resources.files("hello").joinpath("openapi.json").read_bytes())
+    document["info"]["version"] = __version__
+    return json.dumps(document, indent=2).encode()
 
 
 def create_app(settings, is_ready: Callable[[], bool] = lambda: True) -> Flask:

@@ -8,6 +8,7 @@ imported by `serve`, so `--help`, `version` and `healthcheck` stay fast.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -47,7 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
     target.add_argument("--port", help="local port to probe (default $HELLO_PORT, $PORT or 8080)")
     check.add_argument("--timeout", default="2s", help="give up after this long (default 2s)")
 
-    commands.add_parser("version", help="print version, commit and build date")
+    version = commands.add_parser("version", help="print version, commit and build date")
+    version.add_argument("--json", action="store_true",
+                         help="print the fields of /version as one JSON object (for scripts)")
     return parser
 
 
@@ -89,8 +92,11 @@ def main(argv: list[str] | None = None, env: dict | None = None) -> int:
     args = _build_parser().parse_args(argv)
 
     if args.version or args.command == "version":
-        from hello.buildinfo import version_line
-        print(version_line())
+        from hello import buildinfo
+        if getattr(args, "json", False):
+            print(json.dumps(buildinfo.build_info(), sort_keys=True))
+        else:
+            print(buildinfo.version_line())
         return 0
     if args.command == "healthcheck":
         return _healthcheck(args, env)

@@ -132,6 +132,9 @@ def main(argv: list[str]) -> int:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="staticx: %(message)s")
+    # staticx finds the libraries to bundle with ldd, which lists LD_PRELOAD's too
+    # (faketime's, in build/verify-rebuild): those are the build machine's, not ours.
+    os.environ.pop("LD_PRELOAD", None)
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
     build(argv[0], argv[1], mtime)
     return 0

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.binary.conftest import COMMIT_RE, alive, descendants, in_root, pid1_of, requests_read_by_server
-from tests.conftest import ROOT, http_get, require, wait_until
+from tests.conftest import http_get, require, wait_until
 
 pytestmark = pytest.mark.binary
 
@@ -152,28 +152,12 @@ def test_help_and_version_are_much_faster_than_serving(binary, start_binary):
     assert out.startswith("hello ") and "frozen" in out
 
 
-SOURCES = ("hello", "spec", "build", "requirements", "setup.cfg", "pyproject.toml", "README.md")
-
-
-@pytest.mark.slow
-def test_two_clean_builds_are_byte_identical(tmp_path, expected_commit):
-    """Two clean builds, in two different folders, of the same sources and stamp."""
-    require(shutil.which("objdump") is not None, "needs binutils (objdump) to build")
-    venv = ROOT / ".pyinstaller" / "venv"  # the pinned build venv, shared to save minutes
-    env = {**os.environ, "HELLO_COMMIT": expected_commit or "0" * 40,
-           "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "1700000000"),
-           "HELLO_BUILD_VENV": str(venv)}
-    outputs = []
-    for name in ("one", "two"):
-        tree = tmp_path / name
-        tree.mkdir()
-        for source in SOURCES:
-            if (ROOT / source).is_dir():
-                shutil.copytree(ROOT / source, tree / source,
-                                ignore=shutil.ignore_patterns("__pycache__"))
-            elif (ROOT / source).exists():
-                shutil.copy2(ROOT / source, tree / source)
-        result = run([str(tree / "build" / "binary")], cwd=tree, env=env, timeout=1800)
-        assert result.returncode == 0, result.stderr[-2000:]
-        outputs.append((tree / "dist" / "hello").read_bytes())
-    assert outputs[0] == outputs[1], "two builds of the same sources differ"
+def test_version_json_is_what_version_serves(binary, start_binary):
+    """Scripts read `hello version --json` instead of parsing the human line."""
+    service = start_binary().wait_healthy()
+    status, _, body = http_get(service.url + "/version")
+    assert status == 200
+    printed = run([str(binary), "version", "--json"])
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == json.loads(body)
+    assert printed.stdout == json.dumps(json.loads(body), sort_keys=True) + "\n"

@@ -4,9 +4,10 @@
 - `base_image`: $PYTHON_IMAGE if given (e.g. the real python:3.11-slim-bookworm on
   a machine that can pull), else the local stand-in from tests/infra/base-image
   (cached in the engine by tag).
-- `image`: build/image run once per session with --no-cache, so the first build is
-  as clean as the reproducibility check's second one; its `docker save` tar too.
-  Built from `source_tree`, a copy of the checkout taken once per session.
+- `image`: build/image from source (HELLO_BINARY_FROM=source) run once per session
+  with --no-cache, so it is a real build in the builder that test_binary_route
+  compares with; its `docker save` tar too. Built from `source_tree`, a copy of the
+  checkout taken once per session.
 - `run_container`: `docker run -d` with a port on 127.0.0.1, removed by id afterwards.
 
 Without root and without a reachable engine the suite skips (fails under
@@ -16,14 +17,18 @@ HELLO_REQUIRE_ALL=1, as in .ci/run).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
 import pathlib
 import shutil
 import subprocess
+import tarfile
 import time
 
 import pytest
 
+from hello import __version__
 from tests.conftest import ROOT, Docker, free_port, http_status, require, wait_until
 
 BASE_IMAGE = ROOT / "tests" / "infra" / "base-image"
@@ -70,14 +75,27 @@ def snapshot(into: pathlib.Path) -> pathlib.Path:
 
 
 def build_image(docker: Docker, base: str, name: str, tar: pathlib.Path | None,
-                commit: str, epoch: str, tree: pathlib.Path) -> subprocess.CompletedProcess:
+                commit: str, epoch: str, tree: pathlib.Path,
+                binary_from: str = "source") -> subprocess.CompletedProcess:
     env = {**docker.env, "PYTHON_IMAGE": base, "IMAGE_NAME": name, "HELLO_COMMIT": commit,
            "SOURCE_DATE_EPOCH": epoch, "HELLO_SOURCE": TEST_SOURCE,
-           "BUILD_ARGS": "--no-cache"}
+           "BUILD_ARGS": "--no-cache", "HELLO_BINARY_FROM": binary_from}
     if tar:
         env["IMAGE_TAR"] = str(tar)
     return subprocess.run([str(tree / "build" / "image")], check=False, env=env,
                           capture_output=True, text=True, timeout=900, cwd=tree)
+
+
+def hello_sha256(docker: Docker, ref: str) -> str:
+    """sha256 of /hello in an image, read with `docker cp` (no shell needed), by this
+    test's own code rather than build/verify-image-binary's."""
+    cid = docker.out("create", ref)
+    try:
+        stream = docker.run("cp", f"{cid}:/hello", "-", text=False).stdout
+    finally:
+        docker.run("rm", "-f", cid, check=False)
+    with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+        return hashlib.sha256(archive.extractfile("hello").read()).hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +126,8 @@ def image(docker, base_image, source_tree, tmp_path_factory) -> BuiltImage:
     built = build_image(docker, base_image, "hello", tar, commit, epoch, source_tree)
     took = time.monotonic() - began
     assert built.returncode == 0, f"build/image failed:\n{built.stderr[-5000:]}"
-    version = subprocess.run(
-        ["sed", "-n", r's/^__version__ = "\([^"]*\)"$/\1/p', str(source_tree / "hello" / "__init__.py")],
-        capture_output=True, text=True, check=True).stdout.strip()
-    ref = f"hello:{version}"
-    return BuiltImage(ref=ref, id=built.stdout.strip().splitlines()[-1], version=version,
+    ref = f"hello:{__version__}"
+    return BuiltImage(ref=ref, id=built.stdout.strip().splitlines()[-1], version=__version__,
                       commit=commit, source_date_epoch=epoch, tar=tar, build_seconds=took)
 
 

@@ -83,7 +83,7 @@ def test_the_pipeline_has_its_jobs_in_order(parsed_config):
         "lint": set(), "test": set(),
         "build-binary": {"lint", "test"},
         "verify-binary": {"build-binary"},
-        "build-image": {"lint", "test"},
+        "build-image": {"build-binary"},
         "hold-deploy": {"verify-binary", "build-image"},
         "deploy": {"hold-deploy"},
     }
@@ -111,9 +111,23 @@ def test_deploy_uses_the_context_the_key_and_a_pinned_known_hosts(parsed_config)
     keys = [body for step, body, _ in steps if step == "add_ssh_keys"]
     assert keys and keys[0]["fingerprints"], "add_ssh_keys must name the deploy key by fingerprint"
     runs = _runs(parsed_config, "deploy")
-    assert runs[0].startswith("build/ci-ssh-config ")
+    assert runs[0] == "build/checksums check dist"
+    assert runs[1].startswith("build/ci-ssh-config ")
     assert any(r.startswith("build/deploy ") and '-F "$HOME/.ssh/hello/config"' in r for r in runs)
-    assert [s for s, _, _ in steps].index("add_ssh_keys") < [s for s, _, _ in steps].index("run")
+    names = [s for s, _, _ in steps]
+    commands = [body if isinstance(body, str) else body.get("command", "") if isinstance(body, dict) else ""
+                for _, body, _ in steps]
+    ssh_config = next(i for i, c in enumerate(commands) if c.startswith("build/ci-ssh-config "))
+    assert names.index("add_ssh_keys") < ssh_config
+
+
+def test_deploy_checks_sha256sums_before_anything_is_loaded_or_copied(parsed_config):
+    steps = _expanded(parsed_config, "deploy")
+    names = [s for s, _, _ in steps]
+    runs = _runs(parsed_config, "deploy")
+    assert names.index("attach_workspace") < names.index("run")
+    assert runs[0] == "build/checksums check dist"
+    assert all(not r.startswith(("build/deploy", "build/ci-load-image")) for r in runs[:1])
 
 
 def test_the_artifact_parameter_defaults_to_the_binary(parsed_config):
@@ -138,7 +152,7 @@ def test_rollback_runs_alone_without_a_rebuild(parsed_config):
 
 def test_build_binary_persists_and_stores_its_artifacts(parsed_config):
     steps = _expanded(parsed_config, "build-binary")
-    assert "make binary" in _runs(parsed_config, "build-binary")
+    assert _runs(parsed_config, "build-binary") == ["make binary-in-docker"]
     persisted = [p for s, b, _ in steps if s == "persist_to_workspace" for p in b["paths"]]
     stored = [b["path"] for s, b, _ in steps if s == "store_artifacts"]
     for path in ("dist/hello", "dist/hello.sha256", "dist/hello.cdx.json"):
@@ -168,14 +182,44 @@ def test_test_job_stores_junit_results(parsed_config):
     assert {"path": "test-results"} in [b for s, b, _ in steps if s == "store_test_results"]
 
 
-def test_build_image_uses_remote_docker_smoke_tests_and_saves_the_tar(parsed_config):
+def test_build_image_puts_build_binarys_dist_hello_in_the_image(parsed_config):
+    """No second build: build-image attaches build-binary's workspace and runs the
+    dist route (build/image's default), which checks /hello against dist/hello.sha256."""
     steps = _expanded(parsed_config, "build-image")
     names = [s for s, _, _ in steps]
     runs = _runs(parsed_config, "build-image")
-    assert names.index("setup_remote_docker") < names.index("run")
-    assert "make image IMAGE_TAR=dist/hello-image.tar" in runs
+    assert names.index("attach_workspace") < names.index("setup_remote_docker") < names.index("run")
+    assert runs[0] == "make image IMAGE_TAR=dist/hello-image.tar"
+    assert not any("HELLO_BINARY_FROM" in r or "binary" in r.split() for r in runs)
     assert any(r.startswith("build/image-smoke") for r in runs)
-    assert ["dist/hello-image.tar"] in [b["paths"] for s, b, _ in steps if s == "persist_to_workspace"]
+    assert runs[-1] == "build/checksums write dist"
+    persisted = [p for s, b, _ in steps if s == "persist_to_workspace" for p in b["paths"]]
+    assert persisted == ["dist/hello-image.tar", "dist/hello-image.json", "dist/SHA256SUMS"]
+
+
+def test_the_makefile_image_target_never_rebuilds_the_binary():
+    text = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^image:([^#\n]*)", text, re.M).group(1)
+    recipe = re.search(r"^image:.*\n((?:\t.*\n)*)", text, re.M).group(1)
+    assert rule.strip() == "" and recipe.strip() == "build/image"
+    image = (ROOT / "build" / "image").read_text()
+    assert "route=${HELLO_BINARY_FROM:-dist}" in image
+    assert 'build/verify-image-binary "$name:$version" dist/hello.sha256' in image
+
+
+def test_one_pinned_python_builds_ci_binary_and_image():
+    """The builder is named once, in the Dockerfile: CI's build-binary runs its
+    builder stage (build/binary-in-docker), so no executor image or second tag
+    can drift from it."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pins = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    assert len(pins) == 1 and re.fullmatch(r"python:3\.11\.[0-9]+-slim-bookworm", pins[0]), pins
+    assert "\nFROM ${PYTHON_IMAGE} AS builder\n" in dockerfile
+    script = (ROOT / "build" / "binary-in-docker").read_text()
+    assert "--target dist" in script
+    assert not re.search(r"^\s*(\./)?build/binary(\s|$)", script, re.M), "it must not build on the host"
+    config = CONFIG.read_text()
+    assert pins[0] not in config and "python:3.11" not in config.replace("cimg/python:3.11", "")
 
 
 def test_every_job_runs_only_make_targets_and_build_scripts(parsed_config):
@@ -198,3 +242,11 @@ def test_the_pip_cache_key_covers_every_requirements_file(parsed_config):
 
 def test_lint_runs_make_lint(parsed_config):
     assert _runs(parsed_config, "lint")[-1] == "make lint"
+
+
+def test_ci_run_rebuilds_twice_and_compares():
+    """The varied double build is part of what .ci/run runs, with faketime installed."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nmake verify-rebuild\n" in ci and " faketime " in ci
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^verify-rebuild:.*\n\tbuild/verify-rebuild\n", makefile, re.M)

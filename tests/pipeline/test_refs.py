@@ -167,11 +167,11 @@ BROKEN = {
     "script path does not exist": (
         lambda c: set_command(run_step(c["jobs"]["build-image"], "build/image-smoke"),
                               "build/image-smoek hello:latest"),
-        "missing-script: job 'build-image' step 4 (run): build/image-smoek does not exist"),
+        "missing-script: job 'build-image' step 5 (run): build/image-smoek does not exist"),
     "script run as a command is not executable": (
         lambda c: set_command(run_step(c["jobs"]["build-image"], "build/image-smoke"),
                               "tests/conftest.py hello:latest"),
-        "missing-script: job 'build-image' step 4 (run): tests/conftest.py is run as a command "
+        "missing-script: job 'build-image' step 5 (run): tests/conftest.py is run as a command "
         "but is not an executable file"),
     # rule: attach_workspace reads what no upstream persisted
     "verify-binary attaches with no build upstream": (

@@ -1,11 +1,12 @@
 """The command line: subcommands, exit codes and one-line usage errors."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from hello import __version__
+from hello import __version__, buildinfo
 from tests.conftest import ROOT
 
 
@@ -99,3 +100,13 @@ def test_healthcheck_probes_the_configured_host():
     assert local_url("::", 8080) == "http://127.0.0.1:8080/healthz"
     assert local_url("::1", 9000) == "http://[::1]:9000/healthz"
     assert local_url("10.1.2.3", 80) == "http://10.1.2.3:80/healthz"
+
+
+def test_version_json_is_build_info_as_one_json_line():
+    """`hello version --json`: what scripts read (same fields as /version)."""
+    result = run_cli("version", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == json.dumps(buildinfo.build_info(), sort_keys=True) + "\n"
+    info = json.loads(result.stdout)
+    assert set(info) == {"name", "version", "commit", "build_date", "python", "frozen"}
+    assert info["version"] == __version__ and info["frozen"] is False
