@@ -8,13 +8,12 @@ releases rolled back by the engine, then a node lost in the middle of an update.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import DOCKERD, wait_until
+from tests.conftest import DOCKERD, ROOT, wait_until
 from tests.swarm.conftest import DEPLOY, Swarm
 
 SERVICE = "hello_hello"
@@ -68,8 +67,9 @@ def test_initial_deploy_by_image_id(swarm, releases):
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
 
 
-def _push_to_registry(swarm: Swarm, docker_engine, image: str, tag: str) -> str:
-    """Copy the image to node 1 only and push it from there: the digest to deploy."""
+def _push_to_registry(swarm: Swarm, docker_engine, image: str) -> str:
+    """Copy the image to node 1 only and push it from there with CI's own script
+    (build/ci-push-image): the digest to deploy."""
     node = swarm.docker(1)
     save = subprocess.Popen([docker_engine.client, "save", image], stdout=subprocess.PIPE,
                             env=docker_engine.env)
@@ -77,15 +77,18 @@ def _push_to_registry(swarm: Swarm, docker_engine, image: str, tag: str) -> str:
                             check=False, capture_output=True, text=True, timeout=300)
     save.stdout.close()
     assert save.wait(timeout=60) == 0 and loaded.returncode == 0, loaded.stderr
-    ref = f"{swarm.registry}/hello:{tag}"
-    node.run("tag", image, ref)
-    node.run("push", ref, timeout=300)
-    digests = json.loads(node.out("image", "inspect", "-f", "{{json .RepoDigests}}", ref))
-    return next(d for d in digests if d.startswith(f"{swarm.registry}/hello@sha256:"))
+    pushed = subprocess.run([str(ROOT / "build" / "ci-push-image"), swarm.registry, image], check=False,
+                            capture_output=True, text=True, timeout=300, env=node.env)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip()
+    assert digest.startswith(f"{swarm.registry}/hello@sha256:"), pushed.stdout
+    tags = node.out("image", "inspect", "-f", "{{json .RepoTags}}", image)
+    assert f"{swarm.registry}/hello:" in tags  # the version tag, for people
+    return digest
 
 
 def test_rolling_update_from_the_registry_zero_failed(swarm, releases, docker_engine, pollers):
-    digest = _push_to_registry(swarm, docker_engine, releases.v2, "v2")
+    digest = _push_to_registry(swarm, docker_engine, releases.v2)
     # Nodes 2 and 3 have never seen v2: they pull it by digest.
     assert swarm.docker(3).run("image", "inspect", digest, check=False).returncode != 0
     group = pollers()
