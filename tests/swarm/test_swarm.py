@@ -40,12 +40,22 @@ def _assert_no_failures(reports: list[dict], nodes: list[int]) -> None:
         assert report["failed"] == 0, f"node {k}: {report}"
 
 
-def test_usage_errors_exit_2(swarm):
-    for args in (["--image", "hello:latest"], ["--image", "sha256:abc"], []):
-        result = subprocess.run([str(DEPLOY), swarm.manager, *args], check=False,
-                                capture_output=True, text=True, timeout=30)
-        assert result.returncode == 2, result.stderr
-        assert "deploy by digest" in result.stderr or "--image" in result.stderr
+ZEROS = "0" * 64
+
+
+@pytest.mark.parametrize("args", [
+    ["unix:///run/x.sock", "--image", "hello:latest"],             # a tag can move
+    ["unix:///run/x.sock", "--image", "sha256:abc"],
+    ["unix:///run/x.sock"],                                         # no --image
+    ["tcp://10.0.0.1:2375", "--image", f"sha256:{ZEROS}"],           # the API unencrypted
+    ["unix:///run/x.sock", "--image", f"r/hello@sha256:{ZEROS}", "--load", "unix:///run/y.sock"],
+    ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--stack", "Bad Name"],
+    ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--timeout", "soon"],
+])
+def test_usage_errors_exit_2_before_any_contact(args):
+    result = subprocess.run([str(DEPLOY), *args], check=False, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("swarm deploy: ") and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_initial_deploy_by_image_id(swarm, releases):
