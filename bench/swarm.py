@@ -24,7 +24,9 @@ from common import ROOT, machine, median, table, write_section
 SWARM = ROOT / "tests" / "infra" / "swarm"
 DEPLOY = ROOT / "deploy" / "swarm" / "deploy"
 POLLER = ROOT / "tests" / "swarm" / "poller.py"
-STATE, SUBNET, NAME = "/var/tmp/hello-swarm-bench", "10.232.2", "hswb"
+STATE = os.environ.get("HELLO_SWARM_BENCH_DIR", "/var/tmp/hello-swarm-bench")
+SUBNET = os.environ.get("HELLO_SWARM_BENCH_SUBNET", "10.232.2")
+NAME = os.environ.get("HELLO_SWARM_BENCH_NAME", "hswb")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DOCKER = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else shutil.which("docker")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from hello import config
@@ -90,7 +91,7 @@ def _own_healthcheck(args, env, timeout: float) -> int:
 
     if args.url is not None:
         return _usage_error("healthcheck: --own and --url exclude each other")
-    if not args.own.startswith("/") or any(c in args.own for c in " \r\n"):
+    if not re.fullmatch(r"/[A-Za-z0-9._~/%-]*", args.own):
         return _usage_error(f"--own: {args.own!r} is not a path like /readyz")
     try:
         port = config.resolve(config.option_named("port"), args.port, env)

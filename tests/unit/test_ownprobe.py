@@ -97,7 +97,7 @@ def test_own_with_nothing_listening_fails():
     assert "refused" in result.stderr.lower()
 
 
-@pytest.mark.parametrize("args", [["--own", "readyz"], ["--own", "/a b"],
+@pytest.mark.parametrize("args", [["--own", "readyz"], ["--own", "/a b"], ["--own", "/é"],
                                   ["--own", "/readyz", "--url", "http://127.0.0.1:1/"]])
 def test_own_bad_usage_is_exit_2(args):
     result = subprocess.run([sys.executable, "-m", "hello", "healthcheck", *args],
