@@ -47,7 +47,7 @@ test-image: venv ## image suite (needs a docker engine)
 test-deploy: venv ## deploy suite against the simulated droplet
 	$(PYTEST) tests/deploy --junitxml=$(RESULTS)/deploy.xml
 
-test-swarm: venv ## the stack on a live 3-node swarm (root; about 5 min)
+test-swarm: venv ## the stack on a live 3-node swarm (root; about 4 min)
 	$(PYTEST) tests/swarm --junitxml=$(RESULTS)/swarm.xml
 
 test-manifests: venv ## offline checks of deploy/k8s and .do/app.yaml
