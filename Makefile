@@ -10,7 +10,7 @@ DEPLOY_ARGS ?=
 ARGS ?=
 
 .PHONY: help venv dev run test test-service verify-binary test-image test-deploy \
-        test-pipeline lint binary binary-in-docker verify-rebuild image deploy bench clean
+        test-pipeline test-swarm test-manifests lint binary binary-in-docker verify-rebuild image deploy bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ test-image: venv ## image suite (needs a docker engine)
 
 test-deploy: venv ## deploy suite against the simulated droplet
 	$(PYTEST) tests/deploy --junitxml=$(RESULTS)/deploy.xml
+
+test-swarm: venv ## the stack on a live 3-node swarm (root; about 4 min)
+	$(PYTEST) tests/swarm --junitxml=$(RESULTS)/swarm.xml
+
+test-manifests: venv ## offline checks of deploy/k8s and .do/app.yaml
+	$(PYTEST) tests/k8s tests/app --junitxml=$(RESULTS)/manifests.xml
 
 test-pipeline: venv ## offline validation of .circleci/config.yml
 	$(PYTEST) tests/pipeline --junitxml=$(RESULTS)/pipeline.xml

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from hello import config
@@ -47,6 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "127.0.0.1 when that is a wildcard, and the serve port)")
     target.add_argument("--port", help="local port to probe (default $HELLO_PORT, $PORT or 8080)")
     check.add_argument("--timeout", default="2s", help="give up after this long (default 2s)")
+    check.add_argument("--own", metavar="PATH", help="probe 127.0.0.1:<port>PATH and pass only if "
+                       "a process of this container answered (tasks sharing a port with "
+                       "--reuse-port; see hello/ownprobe.py)")
 
     version = commands.add_parser("version", help="print version, commit and build date")
     version.add_argument("--json", action="store_true",
@@ -66,6 +70,8 @@ def _healthcheck(args, env) -> int:
         timeout = config.parse_duration(args.timeout)
     except ValueError as error:
         return _usage_error(f"--timeout: {args.timeout!r} {error}")
+    if args.own is not None:
+        return _own_healthcheck(args, env, timeout)
     url = args.url
     if url is None:
         try:
@@ -79,6 +85,22 @@ def _healthcheck(args, env) -> int:
     except ValueError as error:
         return _usage_error(f"--url: {error}")
     ok, reason = probe(url, timeout)
+    print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def _own_healthcheck(args, env, timeout: float) -> int:
+    from hello.ownprobe import probe_own
+
+    if args.url is not None:
+        return _usage_error("healthcheck: --own and --url exclude each other")
+    if not re.fullmatch(r"/[A-Za-z0-9._~/%-]*", args.own):
+        return _usage_error(f"--own: {args.own!r} is not a path like /readyz")
+    try:
+        port = config.resolve(config.option_named("port"), args.port, env)
+    except config.ConfigError as error:
+        return _usage_error(str(error))
+    ok, reason = probe_own(port, args.own, timeout)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 

@@ -132,8 +132,20 @@ def test_deploy_checks_sha256sums_before_anything_is_loaded_or_copied(parsed_con
 
 def test_the_artifact_parameter_defaults_to_the_binary(parsed_config):
     param = parsed_config["parameters"]["artifact"]
-    assert param["type"] == "enum" and set(param["enum"]) == {"binary", "image"}
+    assert param["type"] == "enum" and set(param["enum"]) == {"binary", "image", "swarm"}
     assert param["default"] == "binary"
+
+
+def test_swarm_pushes_the_built_image_then_deploys_it_by_digest(parsed_config):
+    runs = _runs(parsed_config, "deploy")
+    push = next(i for i, r in enumerate(runs) if r.startswith("build/ci-push-image "))
+    deploy = next(i for i, r in enumerate(runs) if r.startswith("build/deploy swarm "))
+    load = next(i for i, r in enumerate(runs) if r.startswith("build/ci-load-image dist/hello-image.tar"))
+    assert load < push < deploy
+    assert "> dist/swarm-image" in runs[push] and '--image "$(cat dist/swarm-image)"' in runs[deploy]
+    assert '-F "$HOME/.ssh/hello/config"' in runs[deploy]
+    job = parsed_config["jobs"]["deploy"]["parameters"]["artifact"]["enum"]
+    assert job == parsed_config["parameters"]["artifact"]["enum"]
 
 
 def test_rollback_runs_alone_without_a_rebuild(parsed_config):

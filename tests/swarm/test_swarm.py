@@ -1,0 +1,162 @@
+"""The stack on a live three-node swarm, through deploy/swarm/deploy.
+
+The tests run in order on one swarm, each starting from the state the previous one
+left (a real service's history): v1 by image ID copied to every node (no registry),
+v2 by digest from the local registry (a rolling update under pollers), two broken
+releases rolled back by the engine, then a node lost in the middle of an update.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import DOCKERD, ROOT, wait_until
+from tests.swarm.conftest import DEPLOY, Swarm
+
+SERVICE = "hello_hello"
+
+
+def _answers(swarm: Swarm, k: int) -> str | None:
+    """GET / on node k from the switch namespace: the body, or None."""
+    result = subprocess.run(["ip", "netns", "exec", f"{swarm.name}-sw", "python3", "-c",
+                             "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+                             f"'http://{swarm.address(k)}:8080/', timeout=2).read().decode())"],
+                            check=False, capture_output=True, text=True, timeout=20)
+    return result.stdout if result.returncode == 0 else None
+
+
+def _service_image(swarm: Swarm) -> str:
+    return swarm.docker(1).out("service", "inspect", SERVICE, "--format",
+                               "{{.Spec.TaskTemplate.ContainerSpec.Image}}")
+
+
+def _assert_no_failures(reports: list[dict], nodes: list[int]) -> None:
+    for k in nodes:
+        report = reports[k - 1]
+        assert report["requests"] >= 50, report
+        assert report["failed"] == 0, f"node {k}: {report}"
+
+
+ZEROS = "0" * 64
+
+
+@pytest.mark.parametrize("args", [
+    ["unix:///run/x.sock", "--image", "hello:latest"],             # a tag can move
+    ["unix:///run/x.sock", "--image", "sha256:abc"],
+    ["unix:///run/x.sock"],                                         # no --image
+    ["tcp://10.0.0.1:2375", "--image", f"sha256:{ZEROS}"],           # the API unencrypted
+    ["unix:///run/x.sock", "--image", f"r/hello@sha256:{ZEROS}", "--load", "unix:///run/y.sock"],
+    ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--stack", "Bad Name"],
+    ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--timeout", "soon"],
+])
+def test_usage_errors_exit_2_before_any_contact(args):
+    result = subprocess.run([str(DEPLOY), *args], check=False, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("swarm deploy: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_initial_deploy_by_image_id(swarm, releases):
+    result = swarm.deploy(releases.v1, *swarm.load_args())
+    assert result.returncode == 0, result.stderr
+    assert "updated: every task" in result.stderr.splitlines()[-1]
+    for k in (1, 2, 3):
+        assert wait_until(lambda k=k: _answers(swarm, k), 30, 0.2, f"node {k}") == "Hello World!"
+    # What runs is the image by ID, read-only, as nobody, with the stack's limits.
+    node = swarm.docker(2)
+    container = node.out("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={SERVICE}")
+    info = node.inspect(container.splitlines()[0])
+    assert info["Image"] == releases.v1
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    assert info["Config"]["User"] == "65534:65534"
+    assert info["HostConfig"]["NetworkMode"] == "host"
+    assert info["HostConfig"]["Memory"] > 0
+    again = swarm.deploy(releases.v1)
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+
+
+def _push_to_registry(swarm: Swarm, docker_engine, image: str) -> str:
+    """Copy the image to node 1 only and push it from there with CI's own script
+    (build/ci-push-image): the digest to deploy."""
+    node = swarm.docker(1)
+    save = subprocess.Popen([docker_engine.client, "save", image], stdout=subprocess.PIPE,
+                            env=docker_engine.env)
+    loaded = subprocess.run([node.client, "-H", node.host, "load", "-q"], stdin=save.stdout,
+                            check=False, capture_output=True, text=True, timeout=300)
+    save.stdout.close()
+    assert save.wait(timeout=60) == 0 and loaded.returncode == 0, loaded.stderr
+    pushed = subprocess.run([str(ROOT / "build" / "ci-push-image"), swarm.registry, image], check=False,
+                            capture_output=True, text=True, timeout=300, env=node.env)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip()
+    assert digest.startswith(f"{swarm.registry}/hello@sha256:"), pushed.stdout
+    tags = node.out("image", "inspect", "-f", "{{json .RepoTags}}", image)
+    assert f"{swarm.registry}/hello:" in tags  # the version tag, for people
+    return digest
+
+
+def test_rolling_update_from_the_registry_zero_failed(swarm, releases, docker_engine, pollers):
+    digest = _push_to_registry(swarm, docker_engine, releases.v2)
+    # Nodes 2 and 3 have never seen v2: they pull it by digest.
+    assert swarm.docker(3).run("image", "inspect", digest, check=False).returncode != 0
+    group = pollers()
+    time.sleep(1)
+    started = time.monotonic()
+    result = swarm.deploy(digest)
+    seconds = time.monotonic() - started
+    reports = group.stop()
+    assert result.returncode == 0, result.stderr
+    assert "updated" in result.stderr.splitlines()[-1]
+    _assert_no_failures(reports, [1, 2, 3])
+    for report in reports:
+        assert report["last"] == "hello v2", report
+    assert _service_image(swarm) == digest
+    print(f"rolling update of 3 nodes: {seconds:.1f}s; requests "
+          f"{[r['requests'] for r in reports]}, failed {[r['failed'] for r in reports]}, "
+          f"longest gap {max(r['longest_gap_ms'] for r in reports)} ms")
+
+
+@pytest.mark.parametrize("release", ["wrong_port", "never_ready"])
+def test_broken_release_is_rolled_back(swarm, releases, pollers, release):
+    before = _service_image(swarm)
+    group = pollers()
+    time.sleep(1)
+    result = swarm.deploy(getattr(releases, release), *swarm.load_args(), timeout=400)
+    reports = group.stop()
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("swarm deploy: rolled back:"), result.stderr
+    _assert_no_failures(reports, [1, 2, 3])
+    assert _service_image(swarm) == before
+    for k in (1, 2, 3):
+        assert _answers(swarm, k) == "hello v2"
+
+
+def test_node_lost_mid_update_others_keep_answering(swarm, releases, pollers):
+    group = pollers()
+    time.sleep(1)
+    deploy = subprocess.Popen([str(DEPLOY), swarm.manager, "--image", releases.v1,
+                               "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        # Once the update has begun, node 3's dockerd goes away (by its PID).
+        wait_until(lambda: swarm.docker(1).out("service", "inspect", SERVICE, "--format",
+                                               "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}")
+                   == "updating", 60, 0.2, "the update to start")
+        stopped = subprocess.run(["ip", "netns", "exec", f"{swarm.name}-n3",
+                                  str(DOCKERD),
+                                  "stop", f"{swarm.state}/n3"],
+                                 check=False, capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        _, err = deploy.communicate(timeout=400)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.communicate()
+    reports = group.stop()
+    _assert_no_failures(reports, [1, 2])
+    assert reports[2]["failed"] > 0  # node 3 really went away
+    for k in (1, 2):
+        assert _answers(swarm, k) in ("Hello World!", "hello v2")
+    print(f"node lost mid-update: deploy exit {deploy.returncode}: {err.splitlines()[-1]}")
