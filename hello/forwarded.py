@@ -5,6 +5,10 @@ chain of `Forwarded` (RFC 7239), or else `X-Forwarded-For`, is walked from the
 right, skipping trusted hops, and the first untrusted address is the client. An
 untrusted peer's headers are ignored (anyone can send them), and so is anything
 that is not an IP address.
+
+waitress removes these headers itself unless told otherwise; with --trusted-proxies
+the server tells it otherwise and `ForwardedMiddleware` does the removing instead,
+for peers outside the trusted networks, so the app sees them only from a proxy.
 """
 
 from __future__ import annotations
@@ -49,3 +53,23 @@ def client_address(environ, networks) -> str | None:
         if not _trusted(address, networks):
             return str(address)
     return peer
+
+
+FORWARDING_HEADERS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST",
+                      "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_BY")
+CLIENT_KEY = "hello.client"  # the client's address as the access log writes it
+
+
+class ForwardedMiddleware:
+    """Notes the client (environ[CLIENT_KEY]) and drops forwarding headers from untrusted peers."""
+
+    def __init__(self, app, networks):
+        self.app = app
+        self.networks = networks
+
+    def __call__(self, environ, start_response):
+        environ[CLIENT_KEY] = client_address(environ, self.networks)
+        if not _trusted(_address(environ.get("REMOTE_ADDR") or ""), self.networks):
+            for name in FORWARDING_HEADERS:
+                environ.pop(name, None)
+        return self.app(environ, start_response)

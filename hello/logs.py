@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from hello.forwarded import client_address
+from hello.forwarded import CLIENT_KEY
 
 _BARE = re.compile(r"[!#-<>-~]+")  # printable ASCII without space, '"' and '='
 
@@ -108,10 +108,9 @@ class LogWriter:
 class AccessLogMiddleware:
     """Writes one access line per request once its body has been sent."""
 
-    def __init__(self, app, writer: LogWriter, trusted_proxies: tuple = ()):
+    def __init__(self, app, writer: LogWriter):
         self.app = app
         self.writer = writer
-        self.trusted_proxies = trusted_proxies
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -135,5 +134,5 @@ class AccessLogMiddleware:
                 status=seen["status"],
                 bytes=seen["bytes"],
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                remote=client_address(environ, self.trusted_proxies),
+                remote=environ.get(CLIENT_KEY) or environ.get("REMOTE_ADDR"),
             )

@@ -25,6 +25,7 @@ import threading
 import time
 
 from hello import buildinfo, waitress_internals
+from hello.forwarded import ForwardedMiddleware
 from hello.logs import AccessLogMiddleware, LogWriter
 
 EXIT_USAGE = 2
@@ -122,7 +123,9 @@ class Server:
         self.draining = threading.Event()
         self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set())
         if settings.access_log:
-            app.wsgi_app = AccessLogMiddleware(app.wsgi_app, writer, settings.trusted_proxies)
+            app.wsgi_app = AccessLogMiddleware(app.wsgi_app, writer)
+        if settings.trusted_proxies:
+            app.wsgi_app = ForwardedMiddleware(app.wsgi_app, settings.trusted_proxies)
         self.sock = sock
         self.waitress = waitress_internals.HelloServer(
             app, sock,
@@ -137,6 +140,8 @@ class Server:
             channel_timeout=settings.channel_timeout,
             connection_limit=settings.connection_limit,
             expose_tracebacks=False,
+            # with --trusted-proxies, ForwardedMiddleware drops them for untrusted peers
+            clear_untrusted_proxy_headers=not settings.trusted_proxies,
         )
         self.waitress.hello_draining = self.draining
         self._loop = threading.Thread(target=self.waitress.run, name="hello-loop",
