@@ -42,10 +42,15 @@ def installed_waitress_version() -> str | None:
 
     Read from the folder name, not importlib.metadata: that import costs start time
     and is deferred in the binary (spec/rthook_defer_imports.py). The spec copies
-    waitress's dist-info next to the package.
+    waitress's dist-info next to the package. The expected name is checked first:
+    globbing a big site-packages costs ~7 ms of every start.
     """
     package = pathlib.Path(waitress.__file__).resolve().parent
-    for folder in (package.parent, pathlib.Path(getattr(sys, "_MEIPASS", package.parent))):
+    folders = (package.parent, pathlib.Path(getattr(sys, "_MEIPASS", package.parent)))
+    for folder in folders:
+        if (folder / f"waitress-{WAITRESS_VERSION}.dist-info").is_dir():
+            return WAITRESS_VERSION
+    for folder in folders:
         for info in folder.glob("waitress-*.dist-info"):
             return info.name[len("waitress-"):-len(".dist-info")]
     return None
