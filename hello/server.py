@@ -34,8 +34,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The same waitress complaint (queue depth under load, a socket error) at most once
 # per this many seconds; the next line says how many were left out.
 REPEAT_SECONDS = 10.0
-# fds besides connections: listener, trigger pipe, logs, Python's own
-SPARE_FDS = 64
+# fds besides connections: listener, trigger pipe, logs, Python's own, and the
+# connections accepted in one loop turn before the ones they evict are closed
+SPARE_FDS = 64 + waitress_internals.ACCEPT_BATCH
 # A connection accepted just before the drain may not have sent its request yet;
 # idle connections get this long before they are closed, so that request is served.
 IDLE_GRACE_SECONDS = 0.5

@@ -82,7 +82,7 @@ MAINTENANCE_SECONDS = 1.0
 # Past the limit with nothing evictable (every connection has a request being
 # served), a few more connections are still accepted so a probe is not refused.
 CONNECTION_HEADROOM = 16
-ACCEPT_BATCH = 256
+ACCEPT_BATCH = 128
 _FIRST_LINE_KEPT = 8192
 
 
@@ -211,6 +211,7 @@ class HelloChannel(HTTPChannel):
 
     def __init__(self, *args, **kwargs):
         self.served_any = False
+        self.evicted = False
         self.loop_service_pending = False
         super().__init__(*args, **kwargs)
 
@@ -252,6 +253,22 @@ class HelloChannel(HTTPChannel):
         self.served_any = True
         super().service()
 
+    def handle_read(self):
+        """waitress's, except that a wakeup with nothing to read is not a socket error
+        (waitress logs it and closes the connection)."""
+        try:
+            data = self.recv(self.adj.recv_bytes)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.handle_close()
+            return
+        if data:
+            self.last_activity = time.time()
+            self.received(data)
+        else:
+            self.connected = False
+
 
 def _answered_in_loop(request) -> bool:
     return (request.error is None and request.command in ("GET", "HEAD")
@@ -273,15 +290,30 @@ class HelloServer(TcpWSGIServer):
         self.body_timeout = body_timeout
         self.hello_draining = threading.Event()
         self.hello_writer = writer
-        self.evicted = 0
+        self.evictions = 0
+        self._evicting: list[HelloChannel] = []  # closed when the loop's turn ends
         super().__init__(application, {}, True, sock, dispatcher=dispatcher, adj=adj,
                          bind_socket=False,
                          sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
         self._loop_thread: threading.Thread | None = None
 
     def run(self):
+        """waitress's loop, plus closing evicted connections between turns: closed in
+        the middle of a turn, an evicted connection's fd could be reused by a connection
+        accepted in the same turn and get the old one's pending events (a hang-up)."""
         self._loop_thread = threading.current_thread()
-        super().run()
+        try:
+            while self._map:
+                wasyncore.poll2(self.adj.asyncore_loop_timeout, self._map)
+                while self._evicting:
+                    channel = self._evicting.pop()
+                    if channel.connected:
+                        channel.handle_close()
+        except (SystemExit, KeyboardInterrupt):
+            self.task_dispatcher.shutdown()
+
+    def _open_connections(self) -> int:
+        return len(self.active_channels) - len(self._evicting)
 
     def add_task(self, channel):
         if threading.current_thread() is self._loop_thread and _answered_in_loop(channel.requests[0]):
@@ -311,11 +343,11 @@ class HelloServer(TcpWSGIServer):
                 self.set_socket_options(conn)
             except OSError:
                 continue  # the peer went away before we got to it
-            if len(self.active_channels) >= self.adj.connection_limit:
+            if self._open_connections() >= self.adj.connection_limit:
                 if evictable is None:
                     evictable = self._evictable()
                 if not self._evict_one(evictable) and (
-                        len(self.active_channels)
+                        self._open_connections()
                         >= self.adj.connection_limit + CONNECTION_HEADROOM):
                     conn.close()  # nothing to evict and no headroom left: refuse it
                     continue
@@ -327,7 +359,7 @@ class HelloServer(TcpWSGIServer):
         mono, now = time.monotonic(), time.time()
         aged = []
         for channel in list(self.active_channels.values()):
-            if channel.requests or channel.total_outbufs_len:
+            if channel.requests or channel.total_outbufs_len or channel.evicted:
                 continue  # being served or still sending an answer: never cut it
             request = channel.request
             age = mono - request.started if request is not None else now - channel.last_activity
@@ -339,8 +371,9 @@ class HelloServer(TcpWSGIServer):
         while evictable:
             channel = evictable.pop()
             if channel.connected and not channel.requests and not channel.total_outbufs_len:
-                channel.handle_close()
-                self.evicted += 1
+                channel.evicted = True
+                self._evicting.append(channel)
+                self.evictions += 1
                 return True
         return False
 
