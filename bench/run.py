@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-ORDER = ["service", "binary", "image"]
+ORDER = ["service", "binary", "image", "metrics"]
 
 
 def main() -> int:
