@@ -56,7 +56,10 @@ TMPFS_VARIANT = "dist/hello, TMPDIR on tmpfs"
 # reads; everything else is the default.
 NAIVE_SPEC = """
 import os, shutil, subprocess, tempfile
-a = Analysis([{entry!r}], pathex=[{root!r}], datas=[({openapi!r}, "hello")])
+from PyInstaller.utils.hooks import copy_metadata
+# waitress's dist-info: hello/waitress_internals.py checks the version at import
+a = Analysis([{entry!r}], pathex=[{root!r}],
+             datas=[({openapi!r}, "hello"), *copy_metadata("waitress")])
 fixed = tempfile.mkdtemp(prefix="naive-bins-")
 def _no_runpath(toc):
     out = []

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import random
+import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hello import __version__, buildinfo, netinfo
+from hello import __version__, buildinfo, metrics, netinfo
 from hello.config import MAX_WAIT_SECONDS, parse_duration
+
+# Routes that --random-delay and --random-error may touch; never health or admin.
+INJECTABLE = frozenset({"index", "whoami"})
+_STATUS_CODE = re.compile(r"[2-5][0-9][0-9]")
 
 
 def _openapi_document() -> bytes:
@@ -22,11 +29,31 @@ def _openapi_document() -> bytes:
     return json.dumps(document, indent=2).encode()
 
 
-def create_app(settings, is_ready: Callable[[], bool] = lambda: True) -> Flask:
-    """Build the app. `is_ready` turns False once the server starts draining."""
+def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
+               chance: random.Random | None = None) -> Flask:
+    """Build the app. `is_ready` turns False once the server starts draining;
+    `chance` is the random source of --random-delay/--random-error (tests seed it)."""
     app = Flask(__name__, static_folder=None)  # no file serving: routes only
     app.json.sort_keys = False
     openapi = _openapi_document()
+    chance = chance or random.Random()  # noqa: S311 (fault injection, not secrets)
+    enabled = threading.Event()  # the --admin readiness switch; on at start
+    enabled.set()
+    app.extensions["hello.metrics"] = registry = metrics.Registry()
+    app.wsgi_app = metrics.Middleware(app.wsgi_app, registry)
+
+    @app.before_request
+    def note_route_and_inject():
+        rule = request.url_rule
+        request.environ[metrics.ROUTE_KEY] = rule.rule if rule is not None else "unmatched"
+        if request.endpoint not in INJECTABLE:
+            return None
+        low, high = settings.random_delay
+        if high > 0:
+            time.sleep(chance.uniform(low, high))
+        if settings.random_error and chance.random() < settings.random_error:
+            return jsonify(error="injected by --random-error", status=500), 500
+        return None
 
     @app.get("/")
     def index():
@@ -38,9 +65,48 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True) -> Flask:
 
     @app.get("/readyz")
     def readyz():
-        if is_ready():
-            return jsonify(status="ready")
-        return jsonify(status="draining"), 503
+        if not is_ready():
+            return jsonify(status="draining"), 503, {"Retry-After": "1"}
+        if not enabled.is_set():
+            return jsonify(status="disabled"), 503, {"Retry-After": "1"}
+        return jsonify(status="ready")
+
+    @app.post("/readyz/disable")
+    def readyz_disable():
+        if not settings.admin:
+            abort(404)  # off by default: anyone who reaches the port could use it
+        enabled.clear()
+        return jsonify(status="disabled")
+
+    @app.post("/readyz/enable")
+    def readyz_enable():
+        if not settings.admin:
+            abort(404)
+        enabled.set()
+        return jsonify(status="ready")
+
+    @app.get("/status/<code>")
+    def status(code: str):
+        if not _STATUS_CODE.fullmatch(code):
+            return jsonify(error=f"code: {code[:16]!r} is not a status from 200 to 599",
+                           status=400), 400
+        number = int(code)
+        if number in (204, 304):  # these carry no body, so no type either (RFC 9110)
+            response = Response(status=number)
+            del response.headers["Content-Type"]
+            return response
+        return jsonify(status=number), number
+
+    @app.post("/echo")
+    def echo():
+        # the body back with its own type; CSP sandbox so echoed HTML cannot run as ours
+        return Response(request.get_data(), status=200,
+                        content_type=request.content_type or "application/octet-stream",
+                        headers={"Content-Security-Policy": "sandbox; default-src 'none'"})
+
+    @app.get("/metrics")
+    def metrics_route():
+        return Response(registry.exposition(), content_type=metrics.CONTENT_TYPE)
 
     @app.get("/version")
     def version():
@@ -76,6 +142,8 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True) -> Flask:
     @app.after_request
     def security_headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
+        for name, value in settings.header:
+            response.headers[name] = value
         return response
 
     return app

@@ -34,10 +34,14 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve HTTP (the default)")
     for option in config.OPTIONS:
         env = " or ".join(f"${name}" for name in option.envs)
-        text = f"{option.help} (env {env}; default {option.default})"
+        default = option.shown_default or option.default
+        text = f"{option.help} (env {env}; default {default})".replace("%", "%%")
         if option.boolean:
             serve.add_argument(option.flag, dest=option.name, default=None,
                                action=argparse.BooleanOptionalAction, help=text)
+        elif option.repeatable:
+            serve.add_argument(option.flag, dest=option.name, default=None, action="append",
+                               metavar=option.name.upper(), help=text)
         else:
             serve.add_argument(option.flag, dest=option.name, default=None,
                                metavar=option.name.upper(), help=text)

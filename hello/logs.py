@@ -3,15 +3,36 @@
 One writer, one lock, one line per event: a container runtime or journald can
 ship the lines as they are. The access log is WSGI middleware so it sees the
 status and byte count every client saw, whatever route answered.
+
+Values come from clients (paths, methods), so no value may break a line: JSON
+escapes them, and text lines are logfmt, where a value with a space, quote, `=`
+or control character is quoted with its escapes (`path="/a\nlevel=error"`).
+If stdout goes away (a closed pipe), one line on stderr says so and stdout lines
+are dropped from then on: the service keeps serving and still drains.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import sys
 import threading
 import time
 from datetime import UTC, datetime
+
+from hello.forwarded import CLIENT_KEY
+
+_BARE = re.compile(r"[!#-<>-~]+")  # printable ASCII without space, '"' and '='
+
+
+def logfmt_value(value) -> str:
+    """A value as logfmt writes it: bare when safe, else JSON-quoted (escapes kept)."""
+    text = "null" if value is None else str(value)
+    if _BARE.fullmatch(text):
+        return text
+    return json.dumps(text)
 
 
 class LogWriter:
@@ -26,13 +47,40 @@ class LogWriter:
         fields = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
         if self.log_format == "json":
             return json.dumps(fields, separators=(",", ":"))
-        return " ".join(f"{key}={value}" for key, value in fields.items())
+        return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields.items())
 
     def _write(self, stream, fields: dict) -> None:
         line = self.format(fields)
         with self._lock:
-            stream.write(line + "\n")
-            stream.flush()
+            if stream is None:
+                return
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (BrokenPipeError, ValueError, OSError) as error:
+                self._lost(stream, error)
+
+    def _lost(self, stream, error: Exception) -> None:
+        """A closed stdout costs one stderr line; stderr lost costs nothing more."""
+        name = "stdout" if stream is self.out else "stderr"
+        if stream is self.out:
+            self.out = None
+            try:  # what is still buffered, and the interpreter's flush at exit, go nowhere
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+                pass
+        else:
+            self.err = None
+        if self.err is not None:
+            try:
+                self.err.write(self.format({"level": "error", "event": f"{name} is closed;"
+                                            f" its log lines are dropped from now on",
+                                            "error": type(error).__name__}) + "\n")
+                self.err.flush()
+            except (OSError, ValueError):
+                self.err = None
 
     def event(self, message: str, **fields) -> None:
         """A lifecycle event: listening, draining, stopped."""
@@ -40,6 +88,18 @@ class LogWriter:
 
     def error(self, message: str, **fields) -> None:
         self._write(self.err, {"level": "error", "event": message, **fields})
+
+    def warning(self, message: str, **fields) -> None:
+        self._write(self.err, {"level": "warning", "event": message, **fields})
+
+    def raw_stdout_line(self, fields: dict) -> None:
+        """For a signal handler: no lock (the main thread may hold it), no exception."""
+        if self.out is None:
+            return
+        try:
+            os.write(self.out.fileno(), (self.format(fields) + "\n").encode())
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def access(self, **fields) -> None:
         self._write(self.out, {"level": "info", "event": "request", **fields})
@@ -74,5 +134,5 @@ class AccessLogMiddleware:
                 status=seen["status"],
                 bytes=seen["bytes"],
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                remote=environ.get("REMOTE_ADDR"),
+                remote=environ.get(CLIENT_KEY) or environ.get("REMOTE_ADDR"),
             )

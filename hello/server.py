@@ -1,49 +1,78 @@
 """Run the app under waitress: limits, signals, readiness and graceful drain.
 
 The waitress event loop runs in a thread of its own so the main thread is free
-to wait for SIGTERM/SIGINT. The first signal turns /readyz to 503, accepts what
-is already queued on the listener and closes it, asks keep-alive clients to
+to wait for SIGTERM/SIGINT/SIGHUP. The first signal turns /readyz to 503, accepts
+what is already queued on the listener and closes it, asks keep-alive clients to
 close, and waits (up to --drain-timeout) until no connection is left; then the
-process exits 0. A second signal exits at once.
+process exits 0. A second signal exits at once. SIGHUP drains like SIGTERM: a
+service manager that sends it (a closed terminal, `systemctl reload` without
+ExecReload) must not drop requests in flight, and `hello` has nothing to reload.
 
 Loop-owned objects are only touched from the loop thread, through waitress's
-trigger (`pull_trigger(thunk)`), never from the signal handler.
+trigger (`pull_trigger(thunk)`), never from the signal handler. What happens
+inside waitress lives in hello/waitress_internals.py.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
+import sys
 import threading
 import time
 
-from waitress import create_server, wasyncore
-from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask, WSGITask
-
-from hello import buildinfo
+from hello import buildinfo, waitress_internals
+from hello.forwarded import ForwardedMiddleware
 from hello.logs import AccessLogMiddleware, LogWriter
 
+EXIT_USAGE = 2
 DRAIN_POLL_SECONDS = 0.02
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The same waitress complaint (queue depth under load, a socket error) at most once
+# per this many seconds; the next line says how many were left out.
+REPEAT_SECONDS = 10.0
+# fds besides connections: listener, trigger pipe, logs, Python's own, and the
+# connections accepted in one loop turn before the ones they evict are closed
+SPARE_FDS = 64 + waitress_internals.ACCEPT_BATCH
 # A connection accepted just before the drain may not have sent its request yet;
 # idle connections get this long before they are closed, so that request is served.
 IDLE_GRACE_SECONDS = 0.5
 
 
 class _ErrorsToWriter(logging.Handler):
-    """Routes waitress's and Flask's logging records to our stderr lines."""
+    """Routes waitress's and Flask's logging records to our stderr lines, at their
+    own level, and at most one line per message per REPEAT_SECONDS (waitress logs
+    "Task queue depth is N" for every queued request while all workers are busy)."""
 
     def __init__(self, writer: LogWriter):
         super().__init__(logging.WARNING)
         self.writer = writer
+        self._last: dict[tuple[str, str], float] = {}
+        self._left_out: dict[tuple[str, str], int] = {}
+        self._guard = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        with self._guard:
+            if now - self._last.get(key, -REPEAT_SECONDS) < REPEAT_SECONDS:
+                self._left_out[key] = self._left_out.get(key, 0) + 1
+                return
+            self._last[key] = now
+            left_out = self._left_out.pop(key, 0)
         message = record.getMessage()
         if record.exc_info:
             message += " | " + self.format(record).splitlines()[-1]
-        self.writer.error(message, logger=record.name)
+        fields = {"logger": record.name}
+        if left_out:
+            fields["repeats_left_out"] = left_out
+        if record.levelno >= logging.ERROR:
+            self.writer.error(message, **fields)
+        else:
+            self.writer.warning(message, **fields)
 
 
 def _inherited_socket() -> socket.socket | None:
@@ -81,44 +110,6 @@ def bind_listener(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-class _DrainAwareTask(WSGITask):
-    """Once drain has begun, every response says `Connection: close`.
-
-    A WSGI app may not set hop-by-hop headers (PEP 3333), so this is done where
-    waitress builds the response head. Relies on waitress 3.0's task API
-    (build_response_header, set_close_on_finish), pinned in requirements/.
-    """
-
-    def build_response_header(self):
-        if self.channel.server.hello_draining.is_set():
-            self.set_close_on_finish()
-        return super().build_response_header()
-
-
-class _ErrorTask(ErrorTask):
-    """The 400/413/431 answers waitress gives itself, before any WSGI app runs:
-    the same nosniff header as every other response, and an access-log line."""
-
-    def execute(self):
-        self.response_headers.append(("X-Content-Type-Options", "nosniff"))
-        started = time.perf_counter()
-        super().execute()
-        writer = getattr(self.channel.server, "hello_writer", None)
-        if writer is not None:
-            request = self.request
-            writer.access(method=getattr(request, "command", None) or None,
-                          path=getattr(request, "path", None) or None,
-                          status=int(self.status.split(" ", 1)[0]),
-                          bytes=self.content_length or 0,
-                          duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                          remote=self.channel.addr[0] if self.channel.addr else None)
-
-
-class _DrainAwareChannel(HTTPChannel):
-    task_class = _DrainAwareTask
-    error_task_class = _ErrorTask
-
-
 class Server:
     """One listening waitress server and its drain."""
 
@@ -127,28 +118,33 @@ class Server:
 
         self.settings = settings
         self.writer = writer
-        self.draining = threading.Event()
         self.stop_requested = threading.Event()
         self._signals = 0
         self._signal_name = ""
+        self.draining = threading.Event()
         self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set())
         if settings.access_log:
             app.wsgi_app = AccessLogMiddleware(app.wsgi_app, writer)
+        if settings.trusted_proxies:
+            app.wsgi_app = ForwardedMiddleware(app.wsgi_app, settings.trusted_proxies)
         self.sock = sock
-        self.waitress = create_server(
-            app,
-            sockets=[self.sock],
+        self.waitress = waitress_internals.HelloServer(
+            app, sock,
+            writer=writer if settings.access_log else None,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
             threads=settings.threads,
             ident="hello",
             max_request_header_size=settings.max_header_bytes,
-            max_request_body_size=settings.max_body_bytes,
+            # waitress answers 413 at a body *equal* to its limit; ours is the largest accepted
+            max_request_body_size=settings.max_body_bytes + 1,
             channel_timeout=settings.channel_timeout,
             connection_limit=settings.connection_limit,
             expose_tracebacks=False,
+            # with --trusted-proxies, ForwardedMiddleware drops them for untrusted peers
+            clear_untrusted_proxy_headers=not settings.trusted_proxies,
         )
-        self.waitress.channel_class = _DrainAwareChannel
         self.waitress.hello_draining = self.draining
-        self.waitress.hello_writer = writer if settings.access_log else None
         self._loop = threading.Thread(target=self.waitress.run, name="hello-loop",
                                       daemon=True)
 
@@ -160,9 +156,8 @@ class Server:
         """Only flags: the main thread may hold the log lock when a signal lands."""
         self._signals += 1
         if self._signals > 1:
-            line = self.writer.format({"level": "info", "event": "second signal, exiting now",
-                                       "signal": signal.Signals(signum).name})
-            os.write(1, (line + "\n").encode())  # no lock: the main thread may hold it
+            self.writer.raw_stdout_line({"level": "info", "event": "second signal, exiting now",
+                                         "signal": signal.Signals(signum).name})
             os._exit(128 + signum)
         self._signal_name = signal.Signals(signum).name
         self.draining.set()
@@ -194,48 +189,20 @@ class Server:
         self.waitress.trigger.pull_trigger(run)
         return done.wait(timeout)
 
-    def _stop_accepting(self) -> None:
-        server = self.waitress
-        while True:  # what the kernel already queued is served, not reset
-            pair = server.accept()
-            if pair is None:
-                break
-            conn, addr = pair
-            server.set_socket_options(conn)
-            server.channel_class(server, conn, server.fix_addr(addr), server.adj,
-                                 map=server._map)
-        server.accepting = False
-        wasyncore.dispatcher.close(server)
-
-    def _close_idle(self) -> None:
-        """Close keep-alive connections that have nothing in progress."""
-        cutoff = time.time() - IDLE_GRACE_SECONDS
-        for channel in list(self.waitress.active_channels.values()):
-            idle = (not channel.requests and getattr(channel, "request", None) is None
-                    and not channel.total_outbufs_len)
-            if idle and channel.last_activity <= cutoff:
-                channel.will_close = True
-                self.waitress.trigger.pull_trigger()
-
-    def _busy_connections(self) -> int:
-        try:
-            return len(self.waitress.active_channels)
-        except RuntimeError:  # resized by the loop thread while we looked
-            return 1
-
     def drain(self) -> int:
         self.writer.event("draining", signal=self._signal_name,
                           timeout_s=self.settings.drain_timeout)
         started = time.monotonic()
         deadline = started + self.settings.drain_timeout
-        self._call_in_loop(self._stop_accepting)
-        while self._busy_connections() and time.monotonic() < deadline:
-            self._call_in_loop(self._close_idle)
+        server = self.waitress
+        self._call_in_loop(lambda: waitress_internals.accept_queued_and_stop_listening(server))
+        while waitress_internals.busy_connections(server) and time.monotonic() < deadline:
+            self._call_in_loop(lambda: waitress_internals.close_idle(server, IDLE_GRACE_SECONDS))
             time.sleep(DRAIN_POLL_SECONDS)
-        left = self._busy_connections()
+        left = waitress_internals.busy_connections(server)
         if left:
             self.writer.error("drain timeout, closing connections", connections=left)
-        self._call_in_loop(lambda: wasyncore.close_all(self.waitress._map), timeout=1.0)
+        self._call_in_loop(lambda: waitress_internals.close_all(server), timeout=1.0)
         self._loop.join(2.0)
         self.waitress.task_dispatcher.shutdown(timeout=1.0)
         others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
@@ -254,10 +221,30 @@ def serve(settings, writer: LogWriter | None = None) -> int:
     try:
         sock = _inherited_socket() or bind_listener(settings.host, settings.port,
                                                     settings.reuse_port)
+    except (socket.gaierror, UnicodeError):
+        # the name does not resolve: a usage error, like any other bad --host
+        print(f"hello: --host: {settings.host!r} does not resolve to an address",
+              file=sys.stderr)
+        return EXIT_USAGE
     except OSError as error:
         writer.error(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
         return 1
+    _allow_open_files(settings.connection_limit + SPARE_FDS, writer)
     server = Server(settings, writer, sock)
-    signal.signal(signal.SIGTERM, server.on_signal)
-    signal.signal(signal.SIGINT, server.on_signal)
+    for signum in SIGNALS:
+        signal.signal(signum, server.on_signal)
     return server.run()
+
+
+def _allow_open_files(wanted: int, writer: LogWriter) -> None:
+    """Raise the soft RLIMIT_NOFILE so --connection-limit can be reached (often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            target = soft
+        if target < wanted:
+            writer.warning("open-file limit is below --connection-limit plus spare fds",
+                           limit=target, wanted=wanted)

@@ -16,6 +16,6 @@ def test_server_conforms_to_its_openapi_document(serve_unfrozen):
     service = serve_unfrozen("--no-access-log")
     result = subprocess.run(
         [st, "--no-color", "--config-file", str(CONFIG), "run", service.url + "/openapi.json",
-         "--checks", "all", "--workers", "2"],
+         "--workers", "2"],  # every check is on by default; the config turns one off for one route
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

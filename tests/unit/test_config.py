@@ -73,13 +73,14 @@ def test_bad_values_name_the_source_value_and_what_is_allowed(flags, env, expect
 
 
 @pytest.mark.parametrize("text, seconds", [
-    ("250ms", 0.25), ("2s", 2.0), ("1.5m", 90.0), ("10", 10.0), ("0", 0.0), (" 3s ", 3.0),
+    ("250ms", 0.25), ("2s", 2.0), ("1.5m", 90.0), ("10", 10.0), ("0", 0.0),
 ])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1s", "1h", "1e3", "ms", "1.s"])
+@pytest.mark.parametrize("text", ["", "abc", "-1s", "1h", "1e3", "ms", "1.s", " 3s ", "1_0s",
+                                  "\u0663s", "3 s"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)

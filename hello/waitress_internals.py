@@ -1,0 +1,434 @@
+"""Everything `hello` does inside waitress, in one place, for one waitress version.
+
+waitress has no hooks for what `hello serve` needs, so this module subclasses its
+parser, task, channel and server classes. They are internals: a new waitress may
+rename any of them, so the version is checked here at import, and a mismatch
+stops `hello serve` with one line instead of failing under load (the way
+spec/staticx_onedir.py refuses an unknown staticx). setup.cfg and requirements/
+pin the same version.
+
+What is here, and why:
+- HelloParser: the RFC 9112 edges waitress 3.0.2 lets through. A request with
+  both Content-Length and Transfer-Encoding (or Transfer-Encoding in HTTP/1.0) is
+  a 400 and the connection closes (§6.3: request smuggling); HTTP versions other
+  than 1.0/1.1 get 505; HTTP/1.1 without exactly one Host gets 400 (§3.2). It also
+  stamps when a request's first byte and its head's end arrived, for the deadlines,
+  and keeps the real request line of a 431 for the access log.
+- HelloServer: the health routes (/healthz, /readyz) are answered in the event-loop
+  thread, so busy workers cannot starve them; the header/body deadlines are
+  enforced every second; at the connection limit a new connection evicts the
+  stalest one still sending its request instead of waiting behind it, so 1000 slow
+  clients cannot lock a health probe out; poll() instead of select(), which fails
+  past fd 1023.
+- drain steps: accept what the kernel queued and stop listening; close idle
+  keep-alive connections.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+import sys
+import threading
+import time
+
+import waitress
+
+WAITRESS_VERSION = "3.0.2"
+
+
+def installed_waitress_version() -> str | None:
+    """The version of the waitress that is imported, from its dist-info folder name.
+
+    Read from the folder name, not importlib.metadata: that import costs start time
+    and is deferred in the binary (spec/rthook_defer_imports.py). The spec copies
+    waitress's dist-info next to the package. The expected name is checked first:
+    globbing a big site-packages costs ~7 ms of every start.
+    """
+    package = pathlib.Path(waitress.__file__).resolve().parent
+    folders = (package.parent, pathlib.Path(getattr(sys, "_MEIPASS", package.parent)))
+    for folder in folders:
+        if (folder / f"waitress-{WAITRESS_VERSION}.dist-info").is_dir():
+            return WAITRESS_VERSION
+    for folder in folders:
+        for info in folder.glob("waitress-*.dist-info"):
+            return info.name[len("waitress-"):-len(".dist-info")]
+    return None
+
+
+_found = installed_waitress_version()
+if _found != WAITRESS_VERSION:
+    raise ImportError(f"hello needs waitress {WAITRESS_VERSION} (it uses its internals), "
+                      f"found {_found or 'an unknown version'}: check requirements/runtime.txt")
+
+# Imported after the check: an unknown waitress may not even have these names.
+from waitress import wasyncore  # noqa: E402
+from waitress.adjustments import Adjustments  # noqa: E402
+from waitress.channel import HTTPChannel  # noqa: E402
+from waitress.parser import HTTPRequestParser, crack_first_line  # noqa: E402
+from waitress.server import TcpWSGIServer  # noqa: E402
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask  # noqa: E402
+from waitress.utilities import (  # noqa: E402
+    BadRequest,
+    Error,
+    RequestEntityTooLarge,
+    RequestHeaderFieldsTooLarge,
+)
+
+# Answered in the loop thread: cheap, and what health gates and orchestrators probe.
+LOOP_ANSWERED_PATHS = frozenset({"/healthz", "/readyz"})
+# How often the deadlines and the idle timeout are checked (waitress's default is 30 s).
+MAINTENANCE_SECONDS = 1.0
+# Past the limit with nothing evictable (every connection has a request being
+# served), a few more connections are still accepted so a probe is not refused.
+CONNECTION_HEADROOM = 16
+ACCEPT_BATCH = 128
+_FIRST_LINE_KEPT = 8192
+
+
+class VersionNotSupported(Error):
+    code = 505
+    reason = "HTTP Version Not Supported"
+
+
+class HelloParser(HTTPRequestParser):
+    """waitress's parser plus the RFC 9112 checks it lacks and the deadline stamps."""
+
+    def __init__(self, adj):
+        super().__init__(adj)
+        self.started = time.monotonic()
+        self.head_done_at: float | None = None
+        self._start = b""
+        self.too_large_line: tuple[str, str] | None = None
+
+    def received(self, data: bytes) -> int:
+        if self.chunked and self.body_rcv is not None and not self.completed:
+            return self._chunked_body(data)
+        if len(self._start) < _FIRST_LINE_KEPT and self.head_done_at is None:
+            self._start += data[:_FIRST_LINE_KEPT - len(self._start)]
+        consumed = super().received(data)
+        if self.headers_finished and self.head_done_at is None:
+            self.head_done_at = time.monotonic()
+        if isinstance(self.error, RequestHeaderFieldsTooLarge) and self.too_large_line is None:
+            self.too_large_line = self._request_line_of(self._start)
+        return consumed
+
+    def _chunked_body(self, data: bytes) -> int:
+        """waitress's chunked branch, but the limit counts the body, not its framing
+        (waitress counts chunk sizes and CRLFs too, so a body of exactly the limit got 413)."""
+        receiver = self.body_rcv
+        consumed = receiver.received(data)
+        self.body_bytes_received += consumed
+        if len(receiver) >= self.adj.max_request_body_size:
+            self.error = RequestEntityTooLarge(
+                f"exceeds max_body of {self.adj.max_request_body_size - 1}")
+            self.completed = True
+        elif receiver.error:
+            self.error = receiver.error
+            self.completed = True
+        elif receiver.completed:
+            self.completed = True
+            self.headers["CONTENT_LENGTH"] = str(len(receiver))
+        return consumed
+
+    @staticmethod
+    def _request_line_of(start: bytes) -> tuple[str, str] | None:
+        """(method, path) of a head that was too large, when its first line is whole."""
+        line = start.lstrip(b"\r\n").split(b"\r\n", 1)
+        if len(line) < 2:
+            return None
+        try:
+            method, uri, _ = crack_first_line(line[0])
+        except Exception:  # a malformed line: log nothing rather than a guess
+            return None
+        if not method:
+            return None
+        return method.decode("latin-1"), uri.split(b"?", 1)[0].decode("latin-1")
+
+    def parse_header(self, header_plus: bytes) -> None:
+        had_te = b"\ntransfer-encoding:" in header_plus.lower().replace(b" ", b"")
+        super().parse_header(header_plus)
+        problem = self._framing_problem(had_te)
+        if problem is not None:
+            self.error = problem
+            self.connection_close = True
+            self.body_rcv = None  # nothing more is read: the answer closes the connection
+            self.chunked = False
+            self.content_length = 0
+
+    def _framing_problem(self, had_te: bool) -> Error | None:
+        if self.version not in ("1.0", "1.1", ""):
+            return VersionNotSupported(f"HTTP/{self.version} is not supported; use HTTP/1.1")
+        if had_te and ("CONTENT_LENGTH" in self.headers or self.version != "1.1"):
+            return BadRequest("Transfer-Encoding with Content-Length or in HTTP/1.0")
+        host = self.headers.get("HOST")
+        if self.version == "1.1" and (host is None or "," in host):
+            return BadRequest("HTTP/1.1 needs exactly one Host header")
+        return None
+
+
+class DrainAwareTask(WSGITask):
+    """Once drain has begun, every response says `Connection: close`.
+
+    A WSGI app may not set hop-by-hop headers (PEP 3333), so this is done where
+    waitress builds the response head (build_response_header, set_close_on_finish).
+    """
+
+    def build_response_header(self):
+        if self.channel.server.hello_draining.is_set():
+            self.set_close_on_finish()
+        return super().build_response_header()
+
+
+class LoggedErrorTask(ErrorTask):
+    """The 400/413/431/505 answers waitress gives itself, before any WSGI app runs:
+    the same nosniff header as every other response, and an access-log line."""
+
+    def execute(self):
+        self.response_headers.append(("X-Content-Type-Options", "nosniff"))
+        started = time.perf_counter()
+        super().execute()
+        writer = getattr(self.channel.server, "hello_writer", None)
+        if writer is None:
+            return
+        request = self.request
+        method = getattr(request, "command", None) or None
+        path = getattr(request, "path", None) or None
+        if isinstance(request.error, RequestHeaderFieldsTooLarge):
+            # waitress parses a stand-in `GET / HTTP/1.0` for these: log the real line
+            method, path = getattr(request, "too_large_line", None) or (None, None)
+        writer.access(method=method, path=path,
+                      status=int(self.status.split(" ", 1)[0]),
+                      bytes=self.content_length or 0,
+                      duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                      remote=self.channel.addr[0] if self.channel.addr else None)
+
+
+class HelloChannel(HTTPChannel):
+    task_class = DrainAwareTask
+    error_task_class = LoggedErrorTask
+    parser_class = HelloParser
+
+    def __init__(self, *args, **kwargs):
+        self.served_any = False
+        self.evicted = False
+        self.loop_service_pending = False
+        super().__init__(*args, **kwargs)
+
+    def received(self, data):
+        result = super().received(data)
+        # Health requests are served here, in the loop thread, outside the lock
+        # that received() holds while it queues requests (service() takes it too).
+        answered = False
+        while self.loop_service_pending and self.requests and self.connected:
+            self.loop_service_pending = False
+            self.service()
+            answered = True
+        if answered and self.connected:
+            self._send_now()
+        return result
+
+    def _send_now(self) -> None:
+        """Send a loop-answered response in this turn, not the next: under 1000 busy
+        connections each turn of the loop costs milliseconds, and a probe waits for it."""
+        with self.outbuf_lock:
+            self._flush_exception(self._flush_some)
+        if self.close_when_flushed and not self.total_outbufs_len:
+            self.handle_close()
+
+    def read_if_waiting(self) -> None:
+        """Read a request that arrived before we accepted, without waiting for a turn."""
+        try:
+            data = self.socket.recv(self.adj.recv_bytes, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.handle_close()
+            return
+        if data:
+            self.last_activity = time.time()
+            self.received(data)
+
+    def service(self):
+        self.served_any = True
+        super().service()
+
+    def handle_read(self):
+        """waitress's, except that a wakeup with nothing to read is not a socket error
+        (waitress logs it and closes the connection)."""
+        try:
+            data = self.recv(self.adj.recv_bytes)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.handle_close()
+            return
+        if data:
+            self.last_activity = time.time()
+            self.received(data)
+        else:
+            self.connected = False
+
+
+def _answered_in_loop(request) -> bool:
+    return (request.error is None and request.command in ("GET", "HEAD")
+            and request.path in LOOP_ANSWERED_PATHS)
+
+
+class HelloServer(TcpWSGIServer):
+    """waitress's TCP server with loop-thread health, deadlines and eviction."""
+
+    channel_class = HelloChannel
+
+    def __init__(self, application, sock, *, writer, header_timeout: float,
+                 body_timeout: float, **adjustments):
+        adj = Adjustments(asyncore_use_poll=True, cleanup_interval=MAINTENANCE_SECONDS,
+                          **adjustments)
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(adj.threads)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.hello_draining = threading.Event()
+        self.hello_writer = writer
+        self.evictions = 0
+        self._evicting: list[HelloChannel] = []  # closed when the loop's turn ends
+        super().__init__(application, {}, True, sock, dispatcher=dispatcher, adj=adj,
+                         bind_socket=False,
+                         sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
+        self._loop_thread: threading.Thread | None = None
+
+    def run(self):
+        """waitress's loop, plus closing evicted connections between turns: closed in
+        the middle of a turn, an evicted connection's fd could be reused by a connection
+        accepted in the same turn and get the old one's pending events (a hang-up)."""
+        self._loop_thread = threading.current_thread()
+        try:
+            while self._map:
+                wasyncore.poll2(self.adj.asyncore_loop_timeout, self._map)
+                while self._evicting:
+                    channel = self._evicting.pop()
+                    if channel.connected:
+                        channel.handle_close()
+        except (SystemExit, KeyboardInterrupt):
+            self.task_dispatcher.shutdown()
+
+    def _open_connections(self) -> int:
+        return len(self.active_channels) - len(self._evicting)
+
+    def add_task(self, channel):
+        if threading.current_thread() is self._loop_thread and _answered_in_loop(channel.requests[0]):
+            channel.loop_service_pending = True
+        else:
+            super().add_task(channel)
+
+    def readable(self):
+        """Listen always: at the limit, handle_accept makes room instead."""
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        return self.accepting
+
+    def handle_accept(self):
+        """Accept up to ACCEPT_BATCH queued connections per loop turn (waitress takes one:
+        with 1000 connections to poll per turn, a probe queued behind a burst of
+        reconnecting slow clients waited seconds in the listen backlog)."""
+        evictable: list[HelloChannel] | None = None  # stalest last, found once per turn
+        for _ in range(ACCEPT_BATCH):
+            try:
+                pair = self.accept()
+                if pair is None:
+                    return
+                conn, addr = pair
+                self.set_socket_options(conn)
+            except OSError:
+                continue  # the peer went away before we got to it
+            if self._open_connections() >= self.adj.connection_limit:
+                if evictable is None:
+                    evictable = self._evictable()
+                if not self._evict_one(evictable) and (
+                        self._open_connections()
+                        >= self.adj.connection_limit + CONNECTION_HEADROOM):
+                    conn.close()  # nothing to evict and no headroom left: refuse it
+                    continue
+            channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+            channel.read_if_waiting()
+
+    def _evictable(self) -> list[HelloChannel]:
+        """Connections still sending a request (or idle), the longest-waiting last."""
+        mono, now = time.monotonic(), time.time()
+        aged = []
+        for channel in list(self.active_channels.values()):
+            if channel.requests or channel.total_outbufs_len or channel.evicted:
+                continue  # being served or still sending an answer: never cut it
+            request = channel.request
+            age = mono - request.started if request is not None else now - channel.last_activity
+            aged.append((age, id(channel), channel))
+        aged.sort()
+        return [channel for _, _, channel in aged]
+
+    def _evict_one(self, evictable: list[HelloChannel]) -> bool:
+        while evictable:
+            channel = evictable.pop()
+            if channel.connected and not channel.requests and not channel.total_outbufs_len:
+                channel.evicted = True
+                self._evicting.append(channel)
+                self.evictions += 1
+                return True
+        return False
+
+    def maintenance(self, now):
+        super().maintenance(now)  # --channel-timeout: idle keep-alive connections
+        mono = time.monotonic()
+        for channel in list(self.active_channels.values()):
+            if channel.requests:
+                continue
+            if self._past_deadline(channel, mono):
+                channel.will_close = True  # closed by the loop's next write pass
+
+    def _past_deadline(self, channel: HelloChannel, mono: float) -> bool:
+        request = channel.request
+        if request is None:
+            # a fresh connection that never sent a byte is held to the header deadline
+            if channel.served_any:
+                return False
+            return time.time() - channel.creation_time > self.header_timeout
+        if request.head_done_at is None:
+            return mono - request.started > self.header_timeout
+        return mono - request.head_done_at > self.body_timeout
+
+
+def accept_queued_and_stop_listening(server: HelloServer) -> None:
+    """Drain step 1 (loop thread): what the kernel already queued is served, not reset."""
+    while True:
+        pair = server.accept()
+        if pair is None:
+            break
+        conn, addr = pair
+        server.set_socket_options(conn)
+        server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=server._map)
+    server.accepting = False
+    wasyncore.dispatcher.close(server)
+
+
+def close_idle(server: HelloServer, grace_seconds: float) -> None:
+    """Drain step 2 (loop thread): close keep-alive connections with nothing in progress."""
+    cutoff = time.time() - grace_seconds
+    for channel in list(server.active_channels.values()):
+        idle = (not channel.requests and channel.request is None
+                and not channel.total_outbufs_len)
+        if idle and channel.last_activity <= cutoff:
+            channel.will_close = True
+            server.trigger.pull_trigger()
+
+
+def close_all(server: HelloServer) -> None:
+    wasyncore.close_all(server._map)
+
+
+def busy_connections(server: HelloServer) -> int:
+    try:
+        return len(server.active_channels)
+    except RuntimeError:  # resized by the loop thread while we looked
+        return 1
+

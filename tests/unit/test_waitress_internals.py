@@ -1,0 +1,28 @@
+"""hello/waitress_internals.py is written for one waitress: setup.cfg, the pins and the check agree."""
+
+import re
+import subprocess
+import sys
+
+from hello import waitress_internals
+from tests.conftest import ROOT
+
+
+def test_the_check_setup_cfg_and_every_pin_name_one_version():
+    version = waitress_internals.WAITRESS_VERSION
+    assert waitress_internals.installed_waitress_version() == version
+    assert f"waitress=={version}" in (ROOT / "setup.cfg").read_text()
+    for name in ("runtime", "build", "test"):
+        pins = re.findall(r"^waitress==(\S+)", (ROOT / "requirements" / f"{name}.txt").read_text(), re.M)
+        assert pins == [version], name
+
+
+def test_another_waitress_refuses_to_import(tmp_path):
+    source = (ROOT / "hello" / "waitress_internals.py").read_text()
+    copy = tmp_path / "internals_for_another_waitress.py"
+    copy.write_text(source.replace(f'WAITRESS_VERSION = "{waitress_internals.WAITRESS_VERSION}"',
+                                   'WAITRESS_VERSION = "0.0.1"'))
+    result = subprocess.run([sys.executable, str(copy)], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode != 0
+    assert "ImportError: hello needs waitress 0.0.1 (it uses its internals), found 3." in result.stderr
