@@ -85,12 +85,20 @@ def test_healthcheck_fails_with_one_line_when_nothing_listens():
 
 @pytest.mark.parametrize("url, needle", [("ftp://x/", "is not an http:// URL"),
                                          ("http://127.0.0.1:abc/healthz", "has no valid port"),
-                                         ("http://127.0.0.1:99999/", "has no valid port")])
+                                         ("http://127.0.0.1:99999/", "has no valid port"),
+                                         ("http://a..b/", "has no valid host name")])
 def test_healthcheck_rejects_a_bad_url_as_usage(url, needle):
     result = run_cli("healthcheck", "--url", url)
     assert result.returncode == 2
-    assert needle in result.stderr
-    assert result.stderr.count("\n") == 1
+    assert result.stderr == f"hello: --url: {url!r} {needle}\n"
+
+
+def test_healthcheck_names_hello_host_when_it_makes_the_url_bad():
+    result = run_cli("healthcheck", env={"HELLO_HOST": "a..b"})
+    assert result.returncode == 2
+    # one line naming the variable (config may reject the host itself, or the URL it makes)
+    assert result.stderr.startswith("hello: HELLO_HOST: ")
+    assert "a..b" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_healthcheck_probes_the_configured_host():

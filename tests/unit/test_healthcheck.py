@@ -1,0 +1,150 @@
+"""`hello healthcheck`'s verdict against small loopback stubs that answer badly.
+
+Each stub is a real TCP server on 127.0.0.1 that reads the probe's request and then
+answers one way (a status, garbage, nothing, or a 200 dripped a byte at a time).
+The probe is the real CLI in a child process: exit 0 only for a 200, else exit 1
+with one line, and never later than its --timeout (plus interpreter start-up).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+TIMEOUT_S = 1.0
+# python -m hello's own start-up and exit on a busy 2-core machine, on top of --timeout
+SLACK_S = 2.0
+
+
+def _answer(status: str, body: bytes = b'{"status": "ok"}\n') -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nLocation: /elsewhere\r\n\r\n").encode() + body
+
+
+ANSWERS = {
+    "200": _answer("200 OK"),
+    "500": _answer("500 Internal Server Error"),
+    "503": _answer("503 Service Unavailable"),
+    "302": _answer("302 Found"),
+    "404": _answer("404 Not Found"),
+    "garbage": b"\x16\x03\x01 this is not HTTP at all\r\n\r\n",
+    "empty": b"",
+    "200 without a body": _answer("200 OK")[:-5],  # promises more than it sends, then closes
+}
+
+
+class Stub:
+    """A one-port TCP server: reads the request head, then behaves as told."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                self.requests.append(head)
+                if self.behaviour == "hang":
+                    self.stopping.wait(30)
+                elif self.behaviour == "drip":
+                    # a 200, one byte every 50 ms: each read is quick, the whole is 8 s
+                    for byte in _answer("200 OK"):
+                        if self.stopping.wait(0.05):
+                            return
+                        conn.sendall(bytes([byte]))
+                else:
+                    conn.sendall(ANSWERS[self.behaviour])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in _serve
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def stub():
+    made: list[Stub] = []
+
+    def make(behaviour: str) -> Stub:
+        made.append(Stub(behaviour))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "hello", "healthcheck", "--url", url,
+                             "--timeout", f"{timeout:g}s"],
+                            capture_output=True, text=True, cwd=ROOT, check=False,
+                            timeout=timeout + 30, env={"PATH": "/usr/bin:/bin",
+                                                       "PYTHONPATH": str(ROOT)})
+    return result, time.monotonic() - began
+
+
+def test_200_is_healthy_exit_0_one_line_on_stdout(stub):
+    server = stub("200")
+    result, took = healthcheck(server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"hello healthcheck: {server.url}: 200\n"
+    assert result.stderr == ""
+    assert took < TIMEOUT_S + SLACK_S
+    assert server.requests[0].startswith(b"GET /healthz HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("behaviour, says", [
+    ("500", "status 500, expected 200"),
+    ("503", "status 503, expected 200"),
+    ("302", "status 302, expected 200"),
+    ("404", "status 404, expected 200"),
+    ("garbage", "bad HTTP answer (BadStatusLine)"),
+    ("empty", "Remote end closed connection without response"),
+    ("200 without a body", "bad HTTP answer (IncompleteRead)"),
+    ("hang", f"no complete answer within {TIMEOUT_S:g}s"),
+    ("drip", f"no complete answer within {TIMEOUT_S:g}s"),
+])
+def test_anything_but_a_prompt_200_is_exit_1_with_one_line(stub, behaviour, says):
+    server = stub(behaviour)
+    result, took = healthcheck(server.url)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr == f"hello healthcheck: {server.url}: {says}\n"
+    assert took < TIMEOUT_S + SLACK_S, f"took {took:.1f}s with --timeout {TIMEOUT_S:g}s"
+    assert len(server.requests) == 1, "the stub never saw the probe's request"
+
