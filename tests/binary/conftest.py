@@ -71,27 +71,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def requests_read_by_server(port: int) -> int:
-    """Established server-side connections on port whose request bytes were all read.
-
-    /proc/net/tcp shows each socket's receive queue: 0 on the server side means the
-    server has taken the request off the socket, so it is in flight, not queued.
-    """
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = pathlib.Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, queues = fields[1], fields[3], fields[4]
-            rx_queue = int(queues.split(":")[1], 16)
-            if int(local.rsplit(":", 1)[1], 16) == port and state == "01" and rx_queue == 0:
-                count += 1
-    return count
-
-
 class Running(Service):
     """A started binary: the outermost process, its port and its private temp dir."""
 

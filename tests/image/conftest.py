@@ -54,7 +54,7 @@ def build_identity() -> tuple[str, str]:
 
 def _git(*args: str) -> str | None:
     result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                            check=False)
+                            check=False, timeout=30)
     if result.returncode != 0:
         return None
     return result.stdout.strip() or None
@@ -110,7 +110,7 @@ def image(docker, base_image, source_tree, tmp_path_factory) -> BuiltImage:
     assert built.returncode == 0, f"build/image failed:\n{built.stderr[-5000:]}"
     version = subprocess.run(
         ["sed", "-n", r's/^__version__ = "\([^"]*\)"$/\1/p', str(source_tree / "hello" / "__init__.py")],
-        capture_output=True, text=True, check=True).stdout.strip()
+        capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     ref = f"hello:{version}"
     return BuiltImage(ref=ref, id=built.stdout.strip().splitlines()[-1], version=version,
                       commit=commit, source_date_epoch=epoch, tar=tar, build_seconds=took)

@@ -9,7 +9,18 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, Service, free_port, http_get, http_status, python_hello, require, wait_until
+from tests.conftest import (
+    ROOT,
+    Service,
+    child_env,
+    free_port,
+    http_get,
+    http_status,
+    python_hello,
+    require,
+    wait_until,
+)
+from tests.drain import assert_drained, listening, refused, request_read, run_drain
 
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -132,7 +143,7 @@ def test_port_in_use_is_one_line_and_exit_1():
         taken.listen()
         port = taken.getsockname()[1]
         service = Service(python_hello("--host", "127.0.0.1", "--port", str(port)), port,
-                          env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
+                          env=child_env(), cwd=ROOT)
         code = service.process.wait(15)
         err = service.process.stderr.read()
     assert code == 1
@@ -153,21 +164,23 @@ def hold_request(url: str, results: list) -> threading.Thread:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_drains_in_flight_request_then_exits_0(serve_unfrozen, signum):
+def test_signal_drains_keep_alive_clients_then_exits_0(serve_unfrozen, signum):
+    """In flight: answered with Connection: close; idle: closed; late: /readyz 503."""
     service = serve_unfrozen()
-    results: list = []
-    holder = hold_request(service.url + "/whoami?wait=1s", results)
-    wait_until(lambda: _has_connection(service.port), 5, what="request in flight")
-    started = time.monotonic()
-    service.process.send_signal(signum)
-    wait_until(lambda: _refused(service.port), 2, what="listener closed")
+    outcome = run_drain(
+        "127.0.0.1", service.port, lambda: service.process.send_signal(signum),
+        read_by_server=lambda client: request_read(service.port, client.local_port),
+        draining=lambda: not listening(service.port))
     code, out, err = service.wait()
-    holder.join(10)
-    assert results == [(200, "close")], out + err
+    assert_drained(outcome)
+    assert refused("127.0.0.1", service.port), "the listener is closed once draining"
     assert code == 0
-    assert time.monotonic() - started < 5
-    stopped = [line for line in log_lines(out) if line["event"] == "stopped"]
-    assert stopped and stopped[0]["threads_left"] == 0
+    assert time.monotonic() - outcome.signalled_at < 5
+    events = log_lines(out)
+    assert [line["event"] for line in events if line["event"] != "request"] == \
+        ["listening", "draining", "stopped"], out
+    assert events[-1]["threads_left"] == 0
+    assert "drain timeout" not in out + err
     assert err == ""
 
 
@@ -203,22 +216,6 @@ def test_drain_timeout_bounds_the_wait(serve_unfrozen):
     holder.join(25)
 
 
-def test_readiness_turns_503_when_draining():
-    from hello.config import load
-    from hello.logs import LogWriter
-    from hello.server import Server, bind_listener
-
-    settings = load({"host": "127.0.0.1", "port": str(free_port())}, {})
-    server = Server(settings, LogWriter(), bind_listener("127.0.0.1", settings.port, False))
-    try:
-        client = server.app.test_client()
-        assert client.get("/readyz").status_code == 200
-        server.draining.set()
-        assert client.get("/readyz").status_code == 503
-    finally:
-        server.sock.close()
-
-
 def _has_connection(port: int) -> bool:
     """True once some client holds an established connection to port."""
     with open("/proc/net/tcp", encoding="ascii") as table:
@@ -243,7 +240,7 @@ def test_socket_activation_serves_on_the_inherited_listener():
     require(activate is not None, "systemd-socket-activate is missing (apt-get install systemd)")
     port = free_port()
     service = Service([activate, "-l", f"127.0.0.1:{port}", *python_hello("serve")], port,
-                      env={"PYTHONPATH": str(ROOT), "HELLO_PORT": "1"}, cwd=ROOT)
+                      env=child_env({"HELLO_PORT": "1"}), cwd=ROOT)
     try:
         # The first connection makes systemd-socket-activate exec hello with LISTEN_FDS=1;
         # HELLO_PORT=1 proves the port came from the inherited socket, not a bind.

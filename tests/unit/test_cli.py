@@ -6,13 +6,13 @@ import sys
 import pytest
 
 from hello import __version__
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 
 
 def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "hello", *args], capture_output=True, check=False,
                           text=True, cwd=ROOT, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})})
+                          env=child_env({"PATH": "/usr/bin:/bin", **(env or {})}))
 
 
 @pytest.mark.parametrize("args, env, needle", [
@@ -71,7 +71,7 @@ def test_commands_that_do_not_serve_never_import_flask_or_waitress(args):
             "        pass\n"
             "print('flask' in sys.modules, 'waitress' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+                         cwd=ROOT, check=True, timeout=30).stdout
     assert out.strip() == "False False"
 
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 
 TIMEOUT_S = 1.0
 # python -m hello's own start-up and exit on a busy 2-core machine, on top of --timeout
@@ -113,8 +113,7 @@ def healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.Comple
     result = subprocess.run([sys.executable, "-m", "hello", "healthcheck", "--url", url,
                              "--timeout", f"{timeout:g}s"],
                             capture_output=True, text=True, cwd=ROOT, check=False,
-                            timeout=timeout + 30, env={"PATH": "/usr/bin:/bin",
-                                                       "PYTHONPATH": str(ROOT)})
+                            timeout=timeout + 30, env=child_env({"PATH": "/usr/bin:/bin"}))
     return result, time.monotonic() - began
 
 
