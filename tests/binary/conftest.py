@@ -16,18 +16,9 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, Service, free_port, require, wait_until
+from tests.conftest import ROOT, Service, free_port, git_head, require, wait_until
 
 DEFAULT_BINARY = ROOT / "dist" / "hello"
-
-
-def _git_head() -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +37,7 @@ def binary() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def expected_commit() -> str | None:
     """The commit dist/hello should report: $HELLO_COMMIT, else git HEAD, else unknown."""
-    return os.environ.get("HELLO_COMMIT") or _git_head()
+    return os.environ.get("HELLO_COMMIT") or git_head()
 
 
 def descendants(pid: int) -> list[int]:

@@ -7,6 +7,7 @@ import pytest
 from hello import __version__
 from hello.app import create_app
 from hello.config import load
+from tests.conftest import git_head, require
 
 
 def test_index_is_plain_text_hello_world(client):
@@ -54,7 +55,9 @@ def test_version_reports_build_info(client):
     assert set(body) == {"name", "version", "commit", "build_date", "python", "frozen"}
     assert body["version"] == __version__
     assert body["frozen"] is False
-    assert body["commit"]  # a sha from git, or "unknown"
+    head = git_head()
+    require(head is not None, "not a git checkout: nothing to compare the commit with")
+    assert body["commit"] == head
 
 
 def test_whoami_json(client):

@@ -16,9 +16,25 @@ def test_defaults():
     assert settings.max_body_bytes == 1 << 20
 
 
+# A valid value other than the default for every option, as an env var would carry it.
+NOT_DEFAULT = {"host": "127.0.0.1", "port": "9191", "threads": "3", "message": "hi",
+               "drain_timeout": "250ms", "log_format": "text", "access_log": "false",
+               "reuse_port": "true", "max_header_bytes": "2048", "max_body_bytes": "10",
+               "channel_timeout": "7", "connection_limit": "5"}
+
+
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
-def test_every_option_has_a_hello_env_var(option):
-    assert option.envs[0] == "HELLO_" + option.name.upper()
+def test_setting_hello_env_var_changes_that_setting_only(option):
+    """HELLO_<NAME> reaches the setting it names, and only that one."""
+    assert option.name in NOT_DEFAULT, f"add a non-default sample for {option.name} above"
+    variable = "HELLO_" + option.name.upper()
+    assert variable in option.envs
+    changed, default = load({}, {variable: NOT_DEFAULT[option.name]}), load({}, {})
+    assert getattr(changed, option.name) == option.parse(NOT_DEFAULT[option.name])
+    assert getattr(changed, option.name) != getattr(default, option.name)
+    for other in OPTIONS:
+        if other is not option:
+            assert getattr(changed, other.name) == getattr(default, other.name), other.name
 
 
 def test_env_over_default():

@@ -1,4 +1,8 @@
-"""README.md stays true: every flag, env var and route it must document is there."""
+"""README.md stays true: its settings table is OPTIONS, its routes table is the app."""
+
+import re
+
+import pytest
 
 from hello.config import OPTIONS
 from tests.conftest import ROOT
@@ -6,20 +10,44 @@ from tests.conftest import ROOT
 README = (ROOT / "README.md").read_text()
 
 
-def test_every_flag_and_env_var_is_documented():
-    for option in OPTIONS:
-        assert f"`{option.flag}`" in README, option.flag
-        for env in option.envs:
-            assert f"`{env}`" in README, env
+def settings_rows() -> dict[str, dict]:
+    """flag -> {envs, default} from the `| `--flag` | `ENV` | `default` | what |` table."""
+    rows = {}
+    for line in README.splitlines():
+        if not line.startswith("| `--"):
+            continue
+        flag_cell, env_cell, default_cell = (cell.strip() for cell in line.split("|")[1:4])
+        flag = re.findall(r"`(--[a-z-]+)`", flag_cell)[0]
+        rows[flag] = {"envs": tuple(re.findall(r"`([A-Z_]+)`", env_cell)),
+                      "default": default_cell, "negation": "`--no-" in flag_cell}
+    return rows
 
 
-def test_every_route_is_documented(app):
-    for rule in app.url_map.iter_rules():
-        assert f"`GET {rule.rule}`" in README or f"`GET|HEAD {rule.rule}`" in README \
-            or f"`GET\\|HEAD {rule.rule}`" in README, rule.rule
+def test_the_settings_table_lists_exactly_the_options():
+    assert set(settings_rows()) == {option.flag for option in OPTIONS}
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
+def test_each_settings_row_names_the_options_env_vars_and_default(option):
+    row = settings_rows()[option.flag]
+    assert row["envs"] == option.envs
+    if option.boolean:
+        assert row["negation"], f"{option.flag}: the table should name --no-{option.flag[2:]}"
+        assert row["default"] == ("on" if option.default else "off")
+    else:
+        shown = re.fullmatch(r"`([^`]*)`", row["default"])
+        assert shown, f"{option.flag}: default {row['default']!r} is not one `value`"
+        assert option.parse(shown.group(1)) == option.default
+
+
+def test_the_routes_table_lists_exactly_the_apps_routes(app):
+    documented = set(re.findall(r"^\| `GET(?:\\\|HEAD)? (/\S*)` \|", README, re.M))
+    assert documented == {rule.rule for rule in app.url_map.iter_rules()}
 
 
 def test_readme_names_the_test_command_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in ci
-    assert "make test " in README or "make test\n" in README or "make test  " in README
+    assert re.search(r"^export HELLO_REQUIRE_ALL=1$", ci, re.M)
+    assert re.search(r"^make test$", ci, re.M)
+    assert "`make test` is what\nCI runs" in README
+    assert "runs `make test` with `HELLO_REQUIRE_ALL=1`" in README
