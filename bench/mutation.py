@@ -1,0 +1,117 @@
+"""`make mutation`: mutmut over hello/ against the fast suites (tests/unit, tests/server).
+
+Runs `mutmut run` from a clean mutants/ folder, then writes bench/MUTATION.md: the
+date, commit, tool version, run time, the count per outcome, the score (killed of
+all mutants) and every mutant that was not killed, with its diff and, when it is
+one we judged equivalent (no test could tell it from the original), the reason.
+mutmut's configuration is the [mutmut] section of setup.cfg; child processes of
+the tests report what they ran through tests/mutation/sitecustomize.py.
+
+Not run by .ci/run or CircleCI: it takes tens of minutes (see bench/MUTATION.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "mutants"
+RESULTS = ROOT / "bench" / "MUTATION.md"
+MUTMUT = pathlib.Path(sys.executable).with_name("mutmut")
+TARGET = 0.90
+
+# Mutants no test can kill because the program behaves the same either way.
+# Keyed by mutmut's name, valid at the commit recorded in bench/MUTATION.md.
+EQUIVALENT: dict[str, str] = {}
+
+
+def _status(code) -> str:
+    from mutmut.stats import status_by_exit_code
+    return status_by_exit_code[code]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+
+
+def _results() -> dict[str, str]:
+    """mutant name -> outcome (killed, survived, no tests, timeout, ...)."""
+    outcome = {}
+    for meta in sorted((MUTANTS / "hello").glob("*.py.meta")):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            outcome[name] = _status(code)
+    return outcome
+
+
+def _diff(name: str) -> str:
+    shown = subprocess.run([str(MUTMUT), "show", name], cwd=ROOT, capture_output=True, text=True,
+                           check=False, timeout=120).stdout
+    return "\n".join(line for line in shown.splitlines()[1:] if line.strip())
+
+
+def main() -> int:
+    shutil.rmtree(MUTANTS, ignore_errors=True)
+    shutil.rmtree(ROOT / ".mutmut-hits", ignore_errors=True)
+    children = os.environ.get("MUTATION_CHILDREN", str(os.cpu_count() or 1))
+    began = time.monotonic()
+    run = subprocess.run([str(MUTMUT), "run", "--max-children", children], cwd=ROOT,
+                         check=False, timeout=4 * 3600, stdout=subprocess.DEVNULL)
+    took = time.monotonic() - began
+    if run.returncode != 0 or not MUTANTS.is_dir():
+        print(f"mutation: mutmut run exited {run.returncode}", file=sys.stderr)
+        return 1
+    outcome = _results()
+    counts = collections.Counter(outcome.values())
+    total = len(outcome)
+    killed = counts["killed"]
+    score = killed / total if total else 0.0
+    not_killed = sorted(name for name, status in outcome.items() if status != "killed")
+    unexplained = [name for name in not_killed if name not in EQUIVALENT]
+    score_with_equivalent = (killed + len(not_killed) - len(unexplained)) / total if total else 0.0
+
+    lines = [
+        "# Mutation score",
+        "",
+        "`make mutation`: mutmut over `hello/` against `tests/unit` and `tests/server` "
+        "(setup.cfg `[mutmut]`). Written by bench/mutation.py; not run in CI.",
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- commit: {_git('rev-parse', 'HEAD')}"
+        + (" (with uncommitted changes)" if _git("status", "--porcelain", "--", "hello", "tests")
+           else ""),
+        f"- tool: mutmut {importlib.metadata.version('mutmut')}, Python "
+        f"{sys.version.split()[0]}, --max-children {children}",
+        f"- run time: {took / 60:.1f} min on {os.cpu_count()} cores",
+        f"- mutants: {total}; " + ", ".join(f"{status} {count}"
+                                            for status, count in counts.most_common()),
+        f"- **score: {killed}/{total} killed = {score:.1%}** (target {TARGET:.0%}); "
+        f"counting the {len(not_killed) - len(unexplained)} judged equivalent as killed: "
+        f"{score_with_equivalent:.1%}",
+        "",
+        "## Not killed",
+        "",
+    ]
+    if not not_killed:
+        lines.append("None.")
+    for name in not_killed:
+        reason = EQUIVALENT.get(name, "not explained yet: a missing test")
+        lines += [f"### `{name}`: {outcome[name]}", "", f"Why: {reason}", "", "```diff",
+                  _diff(name), "```", ""]
+    RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"mutation: {killed}/{total} killed ({score:.1%}), {len(unexplained)} unexplained; "
+          f"{took / 60:.1f} min; see {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
