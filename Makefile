@@ -77,7 +77,7 @@ $(VENV)/.mutation: $(VENV)/.done requirements/mutation.txt
 	touch $@
 
 mutation: $(VENV)/.mutation ## mutation score of hello/ against the unit and server tests (mutmut); bench/MUTATION.md
-	$(PY) bench/mutation.py
+	$(PY) bench/mutation.py $(ARGS)
 
 clean: ## remove build outputs and caches (keeps the venv)
 	rm -rf dist .pyinstaller $(RESULTS) mutants .mutmut-hits .pytest_cache .ruff_cache *.egg-info hello.egg-info

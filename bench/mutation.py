@@ -7,6 +7,9 @@ one we judged equivalent (no test could tell it from the original), the reason.
 mutmut's configuration is the [mutmut] section of setup.cfg; child processes of
 the tests report what they ran through tests/mutation/sitecustomize.py.
 
+`make mutation ARGS=--again` re-runs only the mutants not killed last time (after
+adding tests), keeping the other results, and rewrites bench/MUTATION.md.
+
 Not run by .ci/run or CircleCI: it takes tens of minutes (see bench/MUTATION.md).
 """
 
@@ -59,14 +62,28 @@ def _diff(name: str) -> str:
     return "\n".join(line for line in shown.splitlines()[1:] if line.strip())
 
 
-def main() -> int:
-    shutil.rmtree(MUTANTS, ignore_errors=True)
+def main(argv: list[str]) -> int:
+    again = argv == ["--again"]
+    if argv and not again:
+        print("usage: bench/mutation.py [--again]", file=sys.stderr)
+        return 2
+    names: list[str] = []
+    if again:
+        names = [name for name, status in _results().items() if status != "killed"]
+        (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)  # map the new tests too
+    else:
+        shutil.rmtree(MUTANTS, ignore_errors=True)
     shutil.rmtree(ROOT / ".mutmut-hits", ignore_errors=True)
     children = os.environ.get("MUTATION_CHILDREN", str(os.cpu_count() or 1))
     began = time.monotonic()
-    run = subprocess.run([str(MUTMUT), "run", "--max-children", children], cwd=ROOT,
+    run = subprocess.run([str(MUTMUT), "run", "--max-children", children, *names], cwd=ROOT,
                          check=False, timeout=4 * 3600, stdout=subprocess.DEVNULL)
     took = time.monotonic() - began
+    history = RESULTS.with_suffix(".runs")
+    runs = history.read_text().splitlines() if again and history.exists() else []
+    runs.append(f"{'again (' + str(len(names)) + ' mutants)' if again else 'full'}: "
+                f"{took / 60:.1f} min")
+    history.write_text("\n".join(runs) + "\n")
     if run.returncode != 0 or not MUTANTS.is_dir():
         print(f"mutation: mutmut run exited {run.returncode}", file=sys.stderr)
         return 1
@@ -91,7 +108,7 @@ def main() -> int:
            else ""),
         f"- tool: mutmut {importlib.metadata.version('mutmut')}, Python "
         f"{sys.version.split()[0]}, --max-children {children}",
-        f"- run time: {took / 60:.1f} min on {os.cpu_count()} cores",
+        f"- run time on {os.cpu_count()} cores: {'; '.join(runs)}",
         f"- mutants: {total}; " + ", ".join(f"{status} {count}"
                                             for status, count in counts.most_common()),
         f"- **score: {killed}/{total} killed = {score:.1%}** (target {TARGET:.0%}); "
@@ -114,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

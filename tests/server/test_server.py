@@ -181,7 +181,7 @@ def hold_request(url: str, results: list) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_drains_keep_alive_clients_then_exits_0(serve_unfrozen, signum):
     """In flight: answered with Connection: close; idle: closed; late: /readyz 503."""
     service = serve_unfrozen()

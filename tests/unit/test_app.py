@@ -72,12 +72,20 @@ def test_whoami_json(client):
     assert body["protocol"].startswith("HTTP/")
 
 
-def test_whoami_plain_text_when_asked(client):
-    response = client.get("/whoami", headers={"Accept": "text/plain"})
+def test_whoami_plain_text_when_asked(client, monkeypatch):
+    monkeypatch.setattr("hello.app.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("hello.app.netinfo.host_addresses", lambda: ["10.0.0.5", "fe80::1"])
+    monkeypatch.setattr("hello.app.socket.gethostname", lambda: "box")
+    response = client.get("/whoami?wait=2s", headers={"Accept": "text/plain", "X-Probe": "42",
+                                                           "User-Agent": "probe/1"},
+                          environ_base={"REMOTE_ADDR": "10.9.8.7", "REMOTE_PORT": "4321"})
     assert response.mimetype == "text/plain"
-    text = response.get_data(as_text=True)
-    assert text.startswith("Hostname: ")
-    assert "GET /whoami HTTP/" in text
+    assert response.get_data(as_text=True).splitlines() == [
+        "Hostname: box", "IP: 10.0.0.5", "IP: fe80::1", "RemoteAddr: 10.9.8.7:4321",
+        "GET /whoami?wait=2s HTTP/1.1", "User-Agent: probe/1", "Host: localhost",
+        "Accept: text/plain", "X-Probe: 42",
+        "Waited: 2s"]
+    assert response.get_data(as_text=True).endswith("Waited: 2s\n")
 
 
 def test_whoami_wait_delays(client, monkeypatch):

@@ -103,3 +103,25 @@ def test_parse_duration_rejects(text):
 
 def test_drain_timeout_accepts_durations():
     assert load({"drain_timeout": "500ms"}, {}).drain_timeout == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1", True), ("true", True), ("yes", True), ("on", True), (" TRUE ", True), ("On", True),
+    ("0", False), ("false", False), ("no", False), ("off", False), (" NO ", False),
+])
+def test_every_boolean_spelling_the_readme_promises(text, value):
+    assert load({}, {"HELLO_REUSE_PORT": text}).reuse_port is value
+
+
+@pytest.mark.parametrize("text", ["2", "y", "enable", "truefalse"])
+def test_other_boolean_spellings_are_refused(text):
+    with pytest.raises(ConfigError, match=r"^HELLO_REUSE_PORT: .* is not a boolean \(true/false, "
+                       r"1/0, yes/no, on/off\)$"):
+        load({}, {"HELLO_REUSE_PORT": text})
+
+
+def test_message_may_be_4096_characters_not_more():
+    assert load({"message": "m" * 4096}, {}).message == "m" * 4096
+    with pytest.raises(ConfigError) as raised:
+        load({"message": "m" * 4097}, {})
+    assert str(raised.value) == f"--message: {'m' * 4097!r} is longer than 4096 characters"

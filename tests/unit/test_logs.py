@@ -24,7 +24,34 @@ def test_errors_go_to_stderr():
     writer, out, err = make_writer()
     writer.error("boom", code=1)
     assert out.getvalue() == ""
-    assert json.loads(err.getvalue())["event"] == "boom"
+    line = json.loads(err.getvalue())
+    assert {key: line[key] for key in ("level", "event", "code")} == \
+        {"level": "error", "event": "boom", "code": 1}
+
+
+def test_library_warnings_become_one_error_line_with_the_last_traceback_line():
+    """waitress's and Flask's logging records reach stderr as our own lines."""
+    import logging
+
+    from hello.server import _ErrorsToWriter
+
+    writer, out, err = make_writer()
+    handler = _ErrorsToWriter(writer)
+    assert handler.level == logging.WARNING
+    try:
+        raise RuntimeError("kaput")
+    except RuntimeError:
+        import sys
+        record = logging.LogRecord("waitress", logging.ERROR, __file__, 1, "task %s failed",
+                                   ("x",), sys.exc_info())
+    handler.emit(record)
+    plain = logging.LogRecord("waitress.queue", logging.WARNING, __file__, 1, "depth %d", (5,), None)
+    handler.emit(plain)
+    first, second = (json.loads(line) for line in err.getvalue().splitlines())
+    assert (first["level"], first["event"], first["logger"]) == \
+        ("error", "task x failed | RuntimeError: kaput", "waitress")
+    assert (second["event"], second["logger"]) == ("depth 5", "waitress.queue")
+    assert out.getvalue() == ""
 
 
 def test_text_format():
