@@ -20,7 +20,7 @@ from tests.conftest import (
     require,
     wait_until,
 )
-from tests.drain import assert_drained, listening, refused, request_read, run_drain
+from tests.drain import KeepAlive, assert_drained, listening, refused, request_read, run_drain
 
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -200,6 +200,37 @@ def test_signal_drains_keep_alive_clients_then_exits_0(serve_unfrozen, signum):
     assert events[-1]["threads_left"] == 0
     assert "drain timeout" not in out + err
     assert err == ""
+
+
+def test_a_request_half_received_at_the_signal_is_answered_not_cut(serve_unfrozen):
+    """Only idle connections are closed: one whose request head is still arriving
+    (slower than the 0.5 s idle grace) is answered, with Connection: close."""
+    service = serve_unfrozen()
+    inflight = KeepAlive("127.0.0.1", service.port)
+    inflight.send("/whoami?wait=3s")  # keeps the drain going meanwhile
+    wait_until(lambda: request_read(service.port, inflight.local_port), 10,
+               what="the in-flight request to be read")
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as slow:
+        slow.sendall(b"GET /readyz HTTP/1.1\r\n")
+        wait_until(lambda: request_read(service.port, slow.getsockname()[1]), 10,
+                   what="the first half to be read")
+        service.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: not listening(service.port), 5, what="draining")
+        time.sleep(1.0)  # longer than the idle grace: an idle connection would be closed now
+        slow.sendall(b"Host: x\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = slow.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert status_of(reply) == 503, reply
+    assert b"\r\nConnection: close\r\n" in reply, reply
+    status, headers, _ = inflight.receive()
+    inflight.close()
+    code, out, err = service.wait()
+    assert (status, headers.get("Connection"), code) == (200, "close", 0)
+    assert "drain timeout" not in out + err
 
 
 def test_second_signal_exits_at_once(serve_unfrozen):
