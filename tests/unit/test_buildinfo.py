@@ -59,3 +59,17 @@ def test_version_line_mentions_everything():
 
 def test_host_addresses_include_loopback():
     assert "127.0.0.1" in netinfo.host_addresses()
+
+
+def test_version_line_of_a_frozen_build(tmp_path, monkeypatch):
+    stamp = {"version": "9.9.9", "commit": "b" * 40, "build_date": "2026-01-02T03:04:05Z"}
+    (tmp_path / buildinfo.STAMP_NAME).write_text(json.dumps(stamp))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    buildinfo.build_info.cache_clear()
+    try:
+        line = buildinfo.version_line()
+    finally:
+        buildinfo.build_info.cache_clear()
+    assert line == (f"hello 9.9.9 (commit {'b' * 40}, built 2026-01-02T03:04:05Z, "
+                    f"python {buildinfo.platform.python_version()}, frozen)")

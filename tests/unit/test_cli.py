@@ -43,19 +43,41 @@ def test_version(args):
     assert result.stdout.startswith(f"hello {__version__} (commit ")
 
 
-def test_help_lists_every_flag_and_env_var():
+def _words(text: str) -> str:
+    return " ".join(text.split())  # argparse wraps lines at the terminal width
+
+
+def test_serve_help_gives_every_flag_its_help_env_vars_and_default():
+    from hello.config import OPTIONS
     result = run_cli("serve", "--help")
     assert result.returncode == 0
-    for flag in ("--host", "--port", "--threads", "--message", "--drain-timeout",
-                 "--log-format", "--access-log", "--no-access-log", "$PORT",
-                 "$HELLO_MESSAGE"):
-        assert flag in result.stdout
+    text = _words(result.stdout)
+    for option in OPTIONS:
+        envs = " or ".join(f"${name}" for name in option.envs)
+        assert f"{option.help} (env {envs}; default {option.default})" in text, option.flag
+        if option.boolean:
+            assert f"{option.flag}, --no-{option.flag[2:]}" in text
+        else:
+            assert f"{option.flag} {option.name.upper()}" in text
 
 
-def test_top_level_help():
+def test_top_level_and_healthcheck_help():
     result = run_cli("--help")
     assert result.returncode == 0
-    assert "healthcheck" in result.stdout
+    text = _words(result.stdout)
+    assert text.startswith("usage: hello [-h] [--version] {serve,healthcheck,version} ...")
+    for line in ("A tiny HTTP service for checking deployments.",
+                 "serve serve HTTP (the default)",
+                 "healthcheck exit 0 if the local server's /healthz answers 200",
+                 "version print version, commit and build date",
+                 "--version print version and exit"):
+        assert line in text, line
+    text = _words(run_cli("healthcheck", "--help").stdout)
+    for line in ("--url URL URL to probe (default /healthz on $HELLO_HOST, or 127.0.0.1 when "
+                 "that is a wildcard, and the serve port)",
+                 "--port PORT local port to probe (default $HELLO_PORT, $PORT or 8080)",
+                 "--timeout TIMEOUT give up after this long (default 2s)"):
+        assert line in text, line
 
 
 @pytest.mark.parametrize("args", [["version"], ["--help"], ["serve", "--help"],
@@ -107,3 +129,9 @@ def test_healthcheck_probes_the_configured_host():
     assert local_url("::", 8080) == "http://127.0.0.1:8080/healthz"
     assert local_url("::1", 9000) == "http://[::1]:9000/healthz"
     assert local_url("10.1.2.3", 80) == "http://10.1.2.3:80/healthz"
+
+
+def test_argparse_errors_are_one_line_pointing_at_help():
+    result = run_cli("--no-such-flag")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "hello: unrecognized arguments: --no-such-flag (see 'hello --help')\n"
