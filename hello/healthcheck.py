@@ -43,7 +43,8 @@ def local_url(host: str, port: int) -> str:
 
 class _DeadlineSocket(socket.socket):
     """A socket whose every send and receive may only use the time left before
-    a deadline, so the sum of them is bounded too."""
+    a deadline, so the sum of them is bounded too. (http.client reads through
+    makefile(), which calls recv_into.)"""
 
     deadline = 0.0
 
@@ -56,10 +57,6 @@ class _DeadlineSocket(socket.socket):
     def recv_into(self, *args, **kwargs):
         self._left()
         return super().recv_into(*args, **kwargs)
-
-    def recv(self, *args, **kwargs):
-        self._left()
-        return super().recv(*args, **kwargs)
 
     def sendall(self, *args, **kwargs):
         self._left()
@@ -87,7 +84,7 @@ def probe(url: str, timeout: float) -> tuple[bool, str]:
         response = connection.getresponse()
         status = response.status
         body = response.read(MAX_BODY_BYTES)
-        if response.length:  # Content-Length promised more than arrived (or than we read)
+        if response.length and len(body) < MAX_BODY_BYTES:  # promised more than arrived
             raise http.client.IncompleteRead(body, response.length)
     except TimeoutError:
         return False, f"{url}: no complete answer within {timeout:g}s"
@@ -95,8 +92,6 @@ def probe(url: str, timeout: float) -> tuple[bool, str]:
         return False, f"{url}: {error.strerror or error}"
     except http.client.HTTPException as error:
         return False, f"{url}: bad HTTP answer ({type(error).__name__})"
-    except UnicodeError:
-        return False, f"{url}: host name cannot be resolved"
     finally:
         connection.close()
     if status != 200:

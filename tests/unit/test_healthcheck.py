@@ -40,6 +40,7 @@ ANSWERS = {
     "garbage": b"\x16\x03\x01 this is not HTTP at all\r\n\r\n",
     "empty": b"",
     "200 without a body": _answer("200 OK")[:-5],  # promises more than it sends, then closes
+    "200 with a large body": _answer("200 OK", b"x" * 200_000),  # read in part, still healthy
 }
 
 
@@ -48,13 +49,27 @@ class Stub:
 
     def __init__(self, behaviour: str):
         self.behaviour = behaviour
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        # "full": a listener that never accepts, its accept queue already full, so the
+        # kernel drops the probe's SYN and connect() itself hangs
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.fillers: list[socket.socket] = []
         self.port = self.listener.getsockname()[1]
         self.requests: list[bytes] = []
         self.held_s: float | None = None  # request received -> the probe hung up
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        if behaviour == "full":
+            self._fill_the_accept_queue()
+        else:
+            self.thread.start()
+
+    def _fill_the_accept_queue(self) -> None:
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(filler)
+        time.sleep(0.2)
 
     @property
     def url(self) -> str:
@@ -99,9 +114,13 @@ class Stub:
 
     def close(self) -> None:
         self.stopping.set()
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in _serve
+        if self.thread.is_alive():
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in _serve
         self.listener.close()
-        self.thread.join(5)
+        for filler in self.fillers:
+            filler.close()
+        if self.thread.ident is not None:
+            self.thread.join(5)
 
 
 @pytest.fixture
@@ -126,14 +145,38 @@ def healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.Comple
     return result, time.monotonic() - began
 
 
-def test_200_is_healthy_exit_0_one_line_on_stdout(stub):
-    server = stub("200")
+@pytest.mark.parametrize("behaviour", ["200", "200 with a large body"])
+def test_200_is_healthy_exit_0_one_line_on_stdout(stub, behaviour):
+    server = stub(behaviour)
     result, took = healthcheck(server.url)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"hello healthcheck: {server.url}: 200\n"
     assert result.stderr == ""
     assert took < START_S
     assert server.requests[0].startswith(b"GET /healthz HTTP/1.1\r\n")
+    assert b"\r\nUser-Agent: hello-healthcheck\r\n" in server.requests[0]
+
+
+def test_a_url_without_a_path_probes_the_root(stub):
+    server = stub("200")
+    root = f"http://127.0.0.1:{server.port}"
+    result, _ = healthcheck(root)
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0].startswith(b"GET / HTTP/1.1\r\n")
+
+
+def test_a_url_without_a_port_probes_port_80(monkeypatch):
+    from hello import healthcheck as module
+    tried = []
+
+    def connect(self):
+        tried.append((self.host, self.port))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(module._DeadlineConnection, "connect", connect)
+    assert module.probe("http://127.0.0.1/healthz", 1.0) == \
+        (False, "http://127.0.0.1/healthz: Connection refused")
+    assert tried == [("127.0.0.1", 80)]
 
 
 @pytest.mark.parametrize("behaviour, says", [
@@ -146,6 +189,7 @@ def test_200_is_healthy_exit_0_one_line_on_stdout(stub):
     ("200 without a body", "bad HTTP answer (IncompleteRead)"),
     ("hang", f"no complete answer within {TIMEOUT_S:g}s"),
     ("drip", f"no complete answer within {TIMEOUT_S:g}s"),
+    ("full", f"no complete answer within {TIMEOUT_S:g}s"),
 ])
 def test_anything_but_a_prompt_200_is_exit_1_with_one_line(stub, behaviour, says):
     server = stub(behaviour)
@@ -153,7 +197,7 @@ def test_anything_but_a_prompt_200_is_exit_1_with_one_line(stub, behaviour, says
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stdout == ""
     assert result.stderr == f"hello healthcheck: {server.url}: {says}\n"
-    assert len(server.requests) == 1, "the stub never saw the probe's request"
+    assert len(server.requests) == (behaviour != "full"), "the stub never saw the probe's request"
     assert took < TIMEOUT_S + START_S, f"took {took:.1f}s with --timeout {TIMEOUT_S:g}s"
     if behaviour in ("hang", "drip"):
         held = wait_until(lambda: server.held_s, 5, what="the stub to see the probe hang up")
