@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import re
 import signal
 import socket
 import threading
@@ -106,6 +107,22 @@ def test_oversized_body_is_413_and_server_keeps_serving(serve_unfrozen):
     assert status_of(reply) == 413
     assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
     assert http_get(service.url + "/healthz")[0] == 200
+
+
+def test_waitress_own_answers_get_a_full_access_line(serve_unfrozen):
+    service = serve_unfrozen("--max-body-bytes", "1024")
+    reply = raw_exchange(service.port, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4096"
+                         b"\r\n\r\n" + b"x" * 4096)
+    assert status_of(reply) == 413
+    _, out, _ = service.stop()
+    lines = [line for line in log_lines(out) if line["event"] == "request" and line["status"] != 200]
+    assert len(lines) == 1, out  # the one besides the fixture's /healthz probes
+    line = lines[0]
+    assert (line["level"], line["method"], line["path"], line["status"], line["remote"]) == \
+        ("info", "POST", "/x", 413, "127.0.0.1")
+    length = re.search(rb"\r\nContent-Length: (\d+)\r\n", reply)
+    assert length and line["bytes"] == int(length.group(1)) > 0, reply
+    assert 0 <= line["duration_ms"] < 1000
 
 
 def test_default_body_limit_is_one_mib(serve_unfrozen):
