@@ -105,6 +105,10 @@ def main(argv: list[str]) -> int:
     return report(runs, children)
 
 
+# The unit tests of a module run first in a re-run (pytest -x stops at the first kill).
+FIRST_TESTS = {"server": "logs", "netinfo": "buildinfo"}
+
+
 def rerun(names: list[str]) -> None:
     """Each mutant again, against a fresh copy of tests/: killed (exit 1) or not (0)."""
     shutil.copytree(ROOT / "tests", MUTANTS / "tests", dirs_exist_ok=True)
@@ -113,7 +117,9 @@ def rerun(names: list[str]) -> None:
     python = pathlib.Path(sys.executable)
     for name in names:
         module = name.split(".")[1]
-        suites = ["tests/server", "tests/unit"] if module == "server" else ["tests/unit", "tests/server"]
+        first = f"tests/unit/test_{FIRST_TESTS.get(module, module)}.py"
+        suites = [first, "tests/server", "tests/unit"] if (ROOT / first).exists() else \
+            ["tests/server", "tests/unit"]
         env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(MUTANTS)}
         try:
             code = subprocess.run([str(python), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
