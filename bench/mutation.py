@@ -45,6 +45,20 @@ EQUIVALENT: dict[str, str] = {
     "hello.healthcheck.xǁ_DeadlineSocketǁ_left__mutmut_3":
         "`left <= 0` or `< 0`: they differ only when the clock reads the deadline exactly, "
         "and then settimeout(0) makes the read fail at once: exit 1 either way.",
+    "hello.netinfo.x__ipv4__mutmut_3":
+        "`socket.socket(SOCK_DGRAM)` is family 2 (AF_INET), type stream: SIOCGIFADDR "
+        "answers on any IPv4 socket.",
+    "hello.netinfo.x__ipv4__mutmut_4":
+        "a stream instead of a datagram IPv4 socket: SIOCGIFADDR answers on either.",
+    "hello.netinfo.x__ipv4__mutmut_18":
+        "`[:16]` or `[:15]`: Linux interface names are at most 15 bytes (IFNAMSIZ 16 "
+        "with the NUL).",
+    "hello.netinfo.x__ipv6__mutmut_2":
+        "encoding None or ascii: /proc/net/if_inet6 is hex digits and names, ASCII in any "
+        "locale.",
+    "hello.netinfo.x__ipv6__mutmut_4":
+        "encoding None or ascii: /proc/net/if_inet6 is hex digits and names, ASCII in any "
+        "locale.",
     "hello.server.xǁ_ErrorTaskǁexecute__mutmut_3":
         "header name case: waitress title-cases every response header name it writes "
         "(waitress/task.py build_response_header).",

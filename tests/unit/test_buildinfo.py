@@ -1,6 +1,7 @@
 """Build info: the frozen stamp when there is one, else what the checkout says."""
 
 import json
+import pathlib
 import sys
 
 from hello import __version__, buildinfo, netinfo
@@ -58,7 +59,11 @@ def test_version_line_mentions_everything():
 
 
 def test_host_addresses_include_loopback():
-    assert "127.0.0.1" in netinfo.host_addresses()
+    addresses = netinfo.host_addresses()
+    assert "127.0.0.1" in addresses
+    table = pathlib.Path("/proc/net/if_inet6")
+    if table.exists() and "0" * 31 + "1" in table.read_text():
+        assert "::1" in addresses  # IPv6 from /proc/net/if_inet6
 
 
 def test_version_line_of_a_frozen_build(tmp_path, monkeypatch):
