@@ -77,6 +77,19 @@ def test_whoami_reports_the_clients_own_address_and_port(serve_unfrozen, accept)
         assert (report["remote_addr"], str(report["remote_port"])) == (address, str(port))
 
 
+def test_threads_bounds_concurrent_requests(serve_unfrozen):
+    """--threads 1: a second request waits for the first (waitress's default is 4)."""
+    service = serve_unfrozen("--threads", "1")
+    slow = KeepAlive("127.0.0.1", service.port)
+    slow.send("/whoami?wait=1s")
+    wait_until(lambda: request_read(service.port, slow.local_port), 10, what="the slow request")
+    began = time.monotonic()
+    assert http_get(service.url + "/healthz", timeout=10)[0] == 200
+    assert time.monotonic() - began > 0.5, "answered beside the one worker's slow request"
+    assert slow.receive()[0] == 200
+    slow.close()
+
+
 def test_server_header_names_hello_without_version(serve_unfrozen):
     _, headers, _ = http_get(serve_unfrozen().url + "/")
     assert headers["Server"] == "hello"

@@ -66,6 +66,7 @@ def test_whoami_json(client):
     body = response.get_json()
     assert body["method"] == "GET"
     assert body["path"] == "/whoami"
+    assert client.get("/whoami?q=X").get_json()["path"] == "/whoami?q=X"
     assert body["headers"]["X-Probe"] == "42"
     assert body["hostname"]
     assert isinstance(body["ip"], list)
