@@ -20,6 +20,7 @@ Not run by .ci/run or CircleCI: it takes tens of minutes (see bench/MUTATION.md)
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import datetime
 import importlib.metadata
 import json
@@ -132,8 +133,8 @@ def main(argv: list[str]) -> int:
     began = time.monotonic()
     if again:
         names = [name for name, status in _results().items()
-                 if status not in ("killed", "not checked")]
-        rerun(names)
+                 if status not in ("killed", "not checked") and name not in EQUIVALENT]
+        rerun(names, int(children))
         run = subprocess.CompletedProcess([], 0)
     else:
         shutil.rmtree(MUTANTS, ignore_errors=True)
@@ -155,28 +156,34 @@ def main(argv: list[str]) -> int:
 FIRST_TESTS = {"server": "logs", "netinfo": "buildinfo"}
 
 
-def rerun(names: list[str]) -> None:
+def rerun(names: list[str], children: int) -> None:
     """Each mutant again, against a fresh copy of tests/: killed (exit 1) or not (0)."""
     shutil.copytree(ROOT / "tests", MUTANTS / "tests", dirs_exist_ok=True)
     for name in ("setup.cfg", "README.md"):
         shutil.copy2(ROOT / name, MUTANTS / name)
     python = pathlib.Path(sys.executable)
-    for name in names:
+
+    def check(name: str) -> int:
         module = name.split(".")[1]
         first = f"tests/unit/test_{FIRST_TESTS.get(module, module)}.py"
         suites = [first, "tests/server", "tests/unit"] if (ROOT / first).exists() else \
             ["tests/server", "tests/unit"]
         env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(MUTANTS)}
         try:
-            code = subprocess.run([str(python), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+            return subprocess.run([str(python), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                    *suites], cwd=MUTANTS, env=env, check=False, timeout=1200,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
         except subprocess.TimeoutExpired:
-            code = 36  # mutmut's "timeout"
-        meta = MUTANTS / "hello" / f"{module}.py.meta"
+            return 36  # mutmut's "timeout"
+
+    with concurrent.futures.ThreadPoolExecutor(children) as pool:
+        codes = dict(zip(names, pool.map(check, names), strict=True))
+    for meta in (MUTANTS / "hello").glob("*.py.meta"):
         data = json.loads(meta.read_text())
-        data["exit_code_by_key"][name] = code
+        for name in data["exit_code_by_key"].keys() & codes.keys():
+            data["exit_code_by_key"][name] = codes[name]
         meta.write_text(json.dumps(data, indent=4))
+    for name, code in codes.items():
         print(f"mutation: {name}: {_status(code)}", file=sys.stderr)
 
 
