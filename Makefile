@@ -10,7 +10,7 @@ DEPLOY_ARGS ?=
 ARGS ?=
 
 .PHONY: help venv dev run test test-service verify-binary test-image test-deploy \
-        test-pipeline test-swarm test-manifests lint binary binary-in-docker verify-rebuild image deploy bench clean
+        test-pipeline test-swarm test-manifests lint binary binary-in-docker verify-rebuild image deploy bench mutation clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -86,6 +86,13 @@ deploy: ## ship to a droplet: make deploy DEPLOY_ARGS="binary user@host -F ssh_c
 bench: venv ## benchmarks; results go in bench/RESULTS.md
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+$(VENV)/.mutation: $(VENV)/.done requirements/mutation.txt
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/mutation.txt
+	touch $@
+
+mutation: $(VENV)/.mutation ## mutation score of hello/ against the unit and server tests (mutmut); bench/MUTATION.md
+	$(PY) bench/mutation.py $(ARGS)
+
 clean: ## remove build outputs and caches (keeps the venv)
-	rm -rf dist .pyinstaller $(RESULTS) .pytest_cache .ruff_cache *.egg-info hello.egg-info
+	rm -rf dist .pyinstaller $(RESULTS) mutants .mutmut-hits .pytest_cache .ruff_cache *.egg-info hello.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

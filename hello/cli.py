@@ -76,18 +76,18 @@ def _healthcheck(args, env) -> int:
         return _usage_error(f"--timeout: {args.timeout!r} {error}")
     if args.own is not None:
         return _own_healthcheck(args, env, timeout)
-    url = args.url
+    url, source = args.url, "--url"
     if url is None:
         try:
             port = config.resolve(config.option_named("port"), args.port, env)
             host = config.resolve(config.option_named("host"), None, env)
         except config.ConfigError as error:
             return _usage_error(str(error))
-        url = local_url(host, port)
+        url, source = local_url(host, port), "HELLO_HOST"
     try:
         parse_url(url)
     except ValueError as error:
-        return _usage_error(f"--url: {error}")
+        return _usage_error(f"{source}: {error}")
     ok, reason = probe(url, timeout)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1

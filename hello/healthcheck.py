@@ -2,12 +2,20 @@
 
 Deliberately light: http.client only, no Flask, so a probe every few seconds
 costs little. Returns (ok, one-line reason).
+
+The timeout is a deadline for the whole check (connect, send, status line,
+headers and body), not for each read: a server that drips its answer one byte
+at a time would otherwise hold the probe for as long as it likes.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
+import time
 import urllib.parse
+
+MAX_BODY_BYTES = 64 * 1024  # /healthz answers a few bytes; never read more than this
 
 
 def parse_url(url: str) -> urllib.parse.SplitResult:
@@ -19,6 +27,10 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
         raise ValueError(f"{url!r} has no valid port") from None
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{url!r} is not an http:// URL")
+    try:
+        parts.hostname.encode("idna")  # what the resolver will do: 'a..b' fails here
+    except UnicodeError:
+        raise ValueError(f"{url!r} has no valid host name") from None
     return parts
 
 
@@ -29,15 +41,53 @@ def local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/healthz" if ":" in host else f"http://{host}:{port}/healthz"
 
 
+class _DeadlineSocket(socket.socket):
+    """A socket whose every send and receive may only use the time left before
+    a deadline, so the sum of them is bounded too. (http.client reads through
+    makefile(), which calls recv_into.)"""
+
+    deadline = 0.0
+
+    def _left(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        self.settimeout(left)
+
+    def recv_into(self, *args, **kwargs):
+        self._left()
+        return super().recv_into(*args, **kwargs)
+
+    def sendall(self, *args, **kwargs):
+        self._left()
+        return super().sendall(*args, **kwargs)
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, deadline: float):
+        super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        plain = self.sock
+        self.sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        self.sock.deadline = self.deadline
+
+
 def probe(url: str, timeout: float) -> tuple[bool, str]:
     parts = parse_url(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80,
-                                            timeout=timeout)
+    connection = _DeadlineConnection(parts.hostname, parts.port or 80,
+                                     deadline=time.monotonic() + timeout)
     try:
         connection.request("GET", parts.path or "/", headers={"User-Agent": "hello-healthcheck"})
-        status = connection.getresponse().status
+        response = connection.getresponse()
+        status = response.status
+        body = response.read(MAX_BODY_BYTES)
+        if response.length and len(body) < MAX_BODY_BYTES:  # promised more than arrived
+            raise http.client.IncompleteRead(body, response.length)
     except TimeoutError:
-        return False, f"{url}: no answer within {timeout:g}s"
+        return False, f"{url}: no complete answer within {timeout:g}s"
     except OSError as error:
         return False, f"{url}: {error.strerror or error}"
     except http.client.HTTPException as error:

@@ -27,6 +27,21 @@ from hello.config import load
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REQUIRE_ALL = os.environ.get("HELLO_REQUIRE_ALL") == "1"
 DOCKERD = ROOT / "tests" / "infra" / "dockerd"
+MUTATION_HOOKS = ROOT / "tests" / "mutation"
+MUTATION_HITS = ROOT / ".mutmut-hits"
+
+
+# Per-test timeouts (pytest-timeout) for suites whose first test may build an image
+# or a binary in a session fixture (build/image and build/binary run with 900-1800 s
+# subprocess timeouts); every other test gets setup.cfg's 300 s.
+SUITE_TIMEOUTS = {"binary": 2400, "image": 2400, "deploy": 2400}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        suite = item.path.parent.name
+        if suite in SUITE_TIMEOUTS and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SUITE_TIMEOUTS[suite]))
 
 
 def require(ok: bool, reason: str) -> None:
@@ -48,6 +63,16 @@ def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "c
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def git_head() -> str | None:
+    """The commit of this checkout (git rev-parse HEAD), or None outside one."""
+    try:
+        result = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def free_port() -> int:
@@ -103,8 +128,36 @@ class Service:
             out, err = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, err = self.process.communicate()
+            out, err = self.process.communicate(timeout=10)
         return self.process.returncode, out, err
+
+
+def child_env(env: dict | None = None) -> dict:
+    """What a child `python -m hello` from this checkout needs: PYTHONPATH. Under
+    `make mutation` (mutmut sets MUTANT_UNDER_TEST) also the mutant to activate and
+    the start-up hook that reports which functions the child ran (tests/mutation)."""
+    extra = {"PYTHONPATH": str(ROOT)}
+    mutant = os.environ.get("MUTANT_UNDER_TEST")
+    if mutant is not None:
+        MUTATION_HITS.mkdir(exist_ok=True)
+        extra = {"PYTHONPATH": f"{ROOT}{os.pathsep}{MUTATION_HOOKS}", "MUTANT_UNDER_TEST": mutant,
+                 "HELLO_MUTMUT_HITS": str(MUTATION_HITS)}
+    return {**extra, **(env or {})}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    """Under mutmut's coverage pass, credit this test with what its children ran
+    (after fixture teardown, so servers stopped there have written their hits)."""
+    yield
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not MUTATION_HITS.is_dir():
+        return
+    from mutmut.state import state
+
+    for hits in MUTATION_HITS.glob("*.hits"):
+        for name in hits.read_text(encoding="utf-8").split():
+            state().tests_by_mangled_function_name[name].add(item.nodeid.removeprefix("mutants/"))
+        hits.unlink()
 
 
 def python_hello(*args: str) -> list[str]:
@@ -135,7 +188,7 @@ def serve_unfrozen():
     def start(*args: str, env: dict | None = None) -> Service:
         port = free_port()
         service = Service(python_hello("serve", "--host", "127.0.0.1", "--port", str(port), *args),
-                          port, env={"PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT)
+                          port, env=child_env(env), cwd=ROOT)
         started.append(service)
         return service.wait_healthy()
 
@@ -199,7 +252,7 @@ def docker_engine():
             yield given
             return
     status = subprocess.run([str(DOCKERD), "status"], capture_output=True, text=True,
-                            check=False)
+                            check=False, timeout=60)
     if status.returncode == 0:
         yield Docker(docker_client(), status.stdout.strip())
         return

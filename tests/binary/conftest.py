@@ -16,18 +16,9 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, Service, free_port, require, wait_until
+from tests.conftest import ROOT, Service, free_port, git_head, require, wait_until
 
 DEFAULT_BINARY = ROOT / "dist" / "hello"
-
-
-def _git_head() -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +37,7 @@ def binary() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def expected_commit() -> str | None:
     """The commit dist/hello should report: $HELLO_COMMIT, else git HEAD, else unknown."""
-    return os.environ.get("HELLO_COMMIT") or _git_head()
+    return os.environ.get("HELLO_COMMIT") or git_head()
 
 
 def descendants(pid: int) -> list[int]:
@@ -69,27 +60,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def requests_read_by_server(port: int) -> int:
-    """Established server-side connections on port whose request bytes were all read.
-
-    /proc/net/tcp shows each socket's receive queue: 0 on the server side means the
-    server has taken the request off the socket, so it is in flight, not queued.
-    """
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = pathlib.Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, queues = fields[1], fields[3], fields[4]
-            rx_queue = int(queues.split(":")[1], 16)
-            if int(local.rsplit(":", 1)[1], 16) == port and state == "01" and rx_queue == 0:
-                count += 1
-    return count
 
 
 class Running(Service):

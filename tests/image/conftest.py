@@ -59,7 +59,7 @@ def build_identity() -> tuple[str, str]:
 
 def _git(*args: str) -> str | None:
     result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                            check=False)
+                            check=False, timeout=30)
     if result.returncode != 0:
         return None
     return result.stdout.strip() or None

@@ -23,7 +23,8 @@ SSH_CONFIG = ROOT / "build" / "ci-ssh-config"
 
 
 def keygen(path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True,
+                   timeout=60)
     return path
 
 
@@ -37,7 +38,7 @@ def run_ssh_config(tmp_path, env, *args):
 
 def ssh_effective(config_path) -> dict:
     out = subprocess.run(["ssh", "-G", "-F", str(config_path), "droplet"], capture_output=True,
-                         text=True, check=True).stdout
+                         text=True, check=True, timeout=30).stdout
     effective = {}
     for line in out.splitlines():
         key, _, value = line.partition(" ")
@@ -138,7 +139,7 @@ def sshd(tmp_path, host_key):
         if process.poll() is not None:
             raise AssertionError(f"sshd exited {process.returncode}: {process.stderr.read()}")
         return subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
-                              capture_output=True, check=False).returncode == 0
+                              capture_output=True, check=False, timeout=5).returncode == 0
     try:
         wait_until(listening, 10, interval=0.05, what=f"sshd on port {port}")
         yield {"port": port, "client_key": client}

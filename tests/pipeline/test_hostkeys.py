@@ -41,7 +41,7 @@ def offending_lines(text: str) -> list[str]:
 
 def repository_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                         cwd=ROOT, capture_output=True, check=True).stdout
+                         cwd=ROOT, capture_output=True, check=True, timeout=60).stdout
     return sorted({n for n in out.decode().split("\0") if n and (ROOT / n).is_file()})
 
 

@@ -39,7 +39,8 @@ def engine(docker_engine):
     """The session's engine (tests/conftest.py), as an environment for build/image-smoke."""
     busybox = shutil.which("busybox")
     require(busybox is not None and "statically linked" in subprocess.run(
-        ["file", "-L", busybox], capture_output=True, text=True, check=False).stdout,
+        ["file", "-L", busybox], capture_output=True, text=True, check=False,
+        timeout=30).stdout,
         "a static busybox is needed for the stand-in images (apt-get install busybox-static)")
     return docker_engine.env
 
@@ -80,12 +81,13 @@ def image(engine, tmp_path):
         return tags[-1]
     yield make
     for tag in tags:
-        subprocess.run(["docker", "rmi", "-f", tag], env=engine, capture_output=True, check=False)
+        subprocess.run(["docker", "rmi", "-f", tag], env=engine, capture_output=True, check=False,
+                       timeout=120)
 
 
 def leftover_containers(env):
     out = subprocess.run(["docker", "ps", "-aq", "--filter", "name=hello-smoke-"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=60).stdout
     return out.split()
 
 

@@ -5,11 +5,14 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import require
 
 CONFIG = pathlib.Path(__file__).with_name("schemathesis.toml")
 
 
+@pytest.mark.timeout(420)  # schemathesis itself may take up to 300 s
 def test_server_conforms_to_its_openapi_document(serve_unfrozen):
     st = shutil.which("schemathesis") or str(pathlib.Path(sys.executable).with_name("schemathesis"))
     require(pathlib.Path(st).exists(), "schemathesis is not installed (make venv)")

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import re
 import signal
 import socket
 import threading
@@ -9,7 +10,18 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, Service, free_port, http_get, http_status, python_hello, require, wait_until
+from tests.conftest import (
+    ROOT,
+    Service,
+    child_env,
+    free_port,
+    http_get,
+    http_status,
+    python_hello,
+    require,
+    wait_until,
+)
+from tests.drain import KeepAlive, assert_drained, listening, refused, request_read, run_drain
 
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -47,6 +59,37 @@ def test_serves_every_route(serve_unfrozen):
         assert headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.parametrize("accept", ["application/json", "text/plain"])
+def test_whoami_reports_the_clients_own_address_and_port(serve_unfrozen, accept):
+    service = serve_unfrozen()
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    connection.connect()
+    address, port = connection.sock.getsockname()[:2]
+    connection.request("GET", "/whoami", headers={"Accept": accept})
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    assert response.status == 200
+    if accept == "text/plain":
+        assert f"\nRemoteAddr: {address}:{port}\n" in body, body
+    else:
+        report = json.loads(body)
+        assert (report["remote_addr"], str(report["remote_port"])) == (address, str(port))
+
+
+def test_threads_bounds_concurrent_requests(serve_unfrozen):
+    """--threads 1: a second request waits for the first (waitress's default is 4)."""
+    service = serve_unfrozen("--threads", "1")
+    slow = KeepAlive("127.0.0.1", service.port)
+    slow.send("/whoami?wait=1s")
+    wait_until(lambda: request_read(service.port, slow.local_port), 10, what="the slow request")
+    began = time.monotonic()  # "/", not a health route: those may get workers of their own
+    assert http_get(service.url + "/", timeout=10)[0] == 200
+    assert time.monotonic() - began > 0.5, "answered beside the one worker's slow request"
+    assert slow.receive()[0] == 200
+    slow.close()
+
+
 def test_server_header_names_hello_without_version(serve_unfrozen):
     _, headers, _ = http_get(serve_unfrozen().url + "/")
     assert headers["Server"] == "hello"
@@ -65,7 +108,7 @@ def test_oversized_headers_are_rejected_and_server_keeps_serving(serve_unfrozen)
     service = serve_unfrozen("--max-header-bytes", "4096")
     reply = raw_exchange(service.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "
                          + b"a" * 8000 + b"\r\n\r\n")
-    assert status_of(reply) in (400, 431)
+    assert status_of(reply) == 431
     assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
     assert http_get(service.url + "/healthz")[0] == 200
 
@@ -77,6 +120,22 @@ def test_oversized_body_is_413_and_server_keeps_serving(serve_unfrozen):
     assert status_of(reply) == 413
     assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
     assert http_get(service.url + "/healthz")[0] == 200
+
+
+def test_waitress_own_answers_get_a_full_access_line(serve_unfrozen):
+    service = serve_unfrozen("--max-body-bytes", "1024")
+    reply = raw_exchange(service.port, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4096"
+                         b"\r\n\r\n" + b"x" * 4096)
+    assert status_of(reply) == 413
+    _, out, _ = service.stop()
+    lines = [line for line in log_lines(out) if line["event"] == "request" and line["status"] != 200]
+    assert len(lines) == 1, out  # the one besides the fixture's /healthz probes
+    line = lines[0]
+    assert (line["level"], line["method"], line["path"], line["status"], line["remote"]) == \
+        ("info", "POST", "/x", 413, "127.0.0.1")
+    length = re.search(rb"\r\nContent-Length: (\d+)\r\n", reply)
+    assert length and line["bytes"] == int(length.group(1)) > 0, reply
+    assert 0 <= line["duration_ms"] < 1000
 
 
 def test_default_body_limit_is_one_mib(serve_unfrozen):
@@ -132,7 +191,7 @@ def test_port_in_use_is_one_line_and_exit_1():
         taken.listen()
         port = taken.getsockname()[1]
         service = Service(python_hello("--host", "127.0.0.1", "--port", str(port)), port,
-                          env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
+                          env=child_env(), cwd=ROOT)
         code = service.process.wait(15)
         err = service.process.stderr.read()
     assert code == 1
@@ -152,23 +211,56 @@ def hold_request(url: str, results: list) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_drains_in_flight_request_then_exits_0(serve_unfrozen, signum):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_keep_alive_clients_then_exits_0(serve_unfrozen, signum):
+    """In flight: answered with Connection: close; idle: closed; late: /readyz 503."""
     service = serve_unfrozen()
-    results: list = []
-    holder = hold_request(service.url + "/whoami?wait=1s", results)
-    wait_until(lambda: _has_connection(service.port), 5, what="request in flight")
-    started = time.monotonic()
-    service.process.send_signal(signum)
-    wait_until(lambda: _refused(service.port), 2, what="listener closed")
+    outcome = run_drain(
+        "127.0.0.1", service.port, lambda: service.process.send_signal(signum),
+        read_by_server=lambda client: request_read(service.port, client.local_port),
+        draining=lambda: not listening(service.port))
     code, out, err = service.wait()
-    holder.join(10)
-    assert results == [(200, "close")], out + err
+    assert_drained(outcome)
+    assert refused("127.0.0.1", service.port), "the listener is closed once draining"
     assert code == 0
-    assert time.monotonic() - started < 5
-    stopped = [line for line in log_lines(out) if line["event"] == "stopped"]
-    assert stopped and stopped[0]["threads_left"] == 0
+    assert time.monotonic() - outcome.signalled_at < 5
+    events = log_lines(out)
+    assert [line["event"] for line in events if line["event"] != "request"] == \
+        ["listening", "draining", "stopped"], out
+    assert events[-1]["threads_left"] == 0
+    assert "drain timeout" not in out + err
     assert err == ""
+
+
+def test_a_request_half_received_at_the_signal_is_answered_not_cut(serve_unfrozen):
+    """Only idle connections are closed: one whose request head is still arriving
+    (slower than the 0.5 s idle grace) is answered, with Connection: close."""
+    service = serve_unfrozen()
+    inflight = KeepAlive("127.0.0.1", service.port)
+    inflight.send("/whoami?wait=3s")  # keeps the drain going meanwhile
+    wait_until(lambda: request_read(service.port, inflight.local_port), 10,
+               what="the in-flight request to be read")
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as slow:
+        slow.sendall(b"GET /readyz HTTP/1.1\r\n")
+        wait_until(lambda: request_read(service.port, slow.getsockname()[1]), 10,
+                   what="the first half to be read")
+        service.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: not listening(service.port), 5, what="draining")
+        time.sleep(1.0)  # longer than the idle grace: an idle connection would be closed now
+        slow.sendall(b"Host: x\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = slow.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert status_of(reply) == 503, reply
+    assert b"\r\nConnection: close\r\n" in reply, reply
+    status, headers, _ = inflight.receive()
+    inflight.close()
+    code, out, err = service.wait()
+    assert (status, headers.get("Connection"), code) == (200, "close", 0)
+    assert "drain timeout" not in out + err
 
 
 def test_second_signal_exits_at_once(serve_unfrozen):
@@ -203,22 +295,6 @@ def test_drain_timeout_bounds_the_wait(serve_unfrozen):
     holder.join(25)
 
 
-def test_readiness_turns_503_when_draining():
-    from hello.config import load
-    from hello.logs import LogWriter
-    from hello.server import Server, bind_listener
-
-    settings = load({"host": "127.0.0.1", "port": str(free_port())}, {})
-    server = Server(settings, LogWriter(), bind_listener("127.0.0.1", settings.port, False))
-    try:
-        client = server.app.test_client()
-        assert client.get("/readyz").status_code == 200
-        server.draining.set()
-        assert client.get("/readyz").status_code == 503
-    finally:
-        server.sock.close()
-
-
 def _has_connection(port: int) -> bool:
     """True once some client holds an established connection to port."""
     with open("/proc/net/tcp", encoding="ascii") as table:
@@ -243,7 +319,7 @@ def test_socket_activation_serves_on_the_inherited_listener():
     require(activate is not None, "systemd-socket-activate is missing (apt-get install systemd)")
     port = free_port()
     service = Service([activate, "-l", f"127.0.0.1:{port}", *python_hello("serve")], port,
-                      env={"PYTHONPATH": str(ROOT), "HELLO_PORT": "1"}, cwd=ROOT)
+                      env=child_env({"HELLO_PORT": "1"}), cwd=ROOT)
     try:
         # The first connection makes systemd-socket-activate exec hello with LISTEN_FDS=1;
         # HELLO_PORT=1 proves the port came from the inherited socket, not a bind.

@@ -7,6 +7,7 @@ import pytest
 from hello import __version__
 from hello.app import create_app
 from hello.config import load
+from tests.conftest import git_head, require
 
 
 def test_index_is_plain_text_hello_world(client):
@@ -54,7 +55,9 @@ def test_version_reports_build_info(client):
     assert set(body) == {"name", "version", "commit", "build_date", "python", "frozen"}
     assert body["version"] == __version__
     assert body["frozen"] is False
-    assert body["commit"]  # a sha from git, or "unknown"
+    head = git_head()
+    require(head is not None, "not a git checkout: nothing to compare the commit with")
+    assert body["commit"] == head
 
 
 def test_whoami_json(client):
@@ -63,18 +66,27 @@ def test_whoami_json(client):
     body = response.get_json()
     assert body["method"] == "GET"
     assert body["path"] == "/whoami"
+    assert client.get("/whoami?q=X").get_json()["path"] == "/whoami?q=X"
     assert body["headers"]["X-Probe"] == "42"
     assert body["hostname"]
     assert isinstance(body["ip"], list)
     assert body["protocol"].startswith("HTTP/")
 
 
-def test_whoami_plain_text_when_asked(client):
-    response = client.get("/whoami", headers={"Accept": "text/plain"})
+def test_whoami_plain_text_when_asked(client, monkeypatch):
+    monkeypatch.setattr("hello.app.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("hello.app.netinfo.host_addresses", lambda: ["10.0.0.5", "fe80::1"])
+    monkeypatch.setattr("hello.app.socket.gethostname", lambda: "box")
+    response = client.get("/whoami?wait=2s", headers={"Accept": "text/plain", "X-Probe": "42",
+                                                           "User-Agent": "probe/1"},
+                          environ_base={"REMOTE_ADDR": "10.9.8.7", "REMOTE_PORT": "4321"})
     assert response.mimetype == "text/plain"
-    text = response.get_data(as_text=True)
-    assert text.startswith("Hostname: ")
-    assert "GET /whoami HTTP/" in text
+    assert response.get_data(as_text=True).splitlines() == [
+        "Hostname: box", "IP: 10.0.0.5", "IP: fe80::1", "RemoteAddr: 10.9.8.7:4321",
+        "GET /whoami?wait=2s HTTP/1.1", "User-Agent: probe/1", "Host: localhost",
+        "Accept: text/plain", "X-Probe: 42",
+        "Waited: 2s"]
+    assert response.get_data(as_text=True).endswith("Waited: 2s\n")
 
 
 def test_whoami_wait_delays(client, monkeypatch):

@@ -1,9 +1,11 @@
 """Build info: the frozen stamp when there is one, else what the checkout says."""
 
 import json
+import pathlib
 import sys
 
 from hello import __version__, buildinfo, netinfo
+from tests.conftest import git_head, require
 
 
 def fresh_info():
@@ -18,7 +20,9 @@ def test_unfrozen_reports_package_version_and_git_commit():
     info = fresh_info()
     assert info["version"] == __version__
     assert info["frozen"] is False
-    assert len(info["commit"]) == 40 or info["commit"] == "unknown"
+    head = git_head()
+    require(head is not None, "not a git checkout: nothing to compare the commit with")
+    assert info["commit"] == head
 
 
 def test_frozen_reads_the_stamp(tmp_path, monkeypatch):
@@ -32,6 +36,13 @@ def test_frozen_reads_the_stamp(tmp_path, monkeypatch):
     assert info["frozen"] is True
 
 
+def test_unfrozen_outside_a_checkout_says_unknown(monkeypatch):
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(buildinfo.subprocess, "run", no_git)
+    assert fresh_info()["commit"] == "unknown"
+
+
 def test_frozen_without_stamp_says_unknown(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
@@ -41,10 +52,29 @@ def test_frozen_without_stamp_says_unknown(tmp_path, monkeypatch):
 
 
 def test_version_line_mentions_everything():
+    info = fresh_info()
     line = buildinfo.version_line()
-    assert line.startswith(f"hello {__version__} (commit ")
-    assert "python " in line
+    assert line == (f"hello {__version__} (commit {info['commit']}, built unknown, "
+                    f"python {info['python']}, unfrozen)")
 
 
 def test_host_addresses_include_loopback():
-    assert "127.0.0.1" in netinfo.host_addresses()
+    addresses = netinfo.host_addresses()
+    assert "127.0.0.1" in addresses
+    table = pathlib.Path("/proc/net/if_inet6")
+    if table.exists() and "0" * 31 + "1" in table.read_text():
+        assert "::1" in addresses  # IPv6 from /proc/net/if_inet6
+
+
+def test_version_line_of_a_frozen_build(tmp_path, monkeypatch):
+    stamp = {"version": "9.9.9", "commit": "b" * 40, "build_date": "2026-01-02T03:04:05Z"}
+    (tmp_path / buildinfo.STAMP_NAME).write_text(json.dumps(stamp))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    buildinfo.build_info.cache_clear()
+    try:
+        line = buildinfo.version_line()
+    finally:
+        buildinfo.build_info.cache_clear()
+    assert line == (f"hello 9.9.9 (commit {'b' * 40}, built 2026-01-02T03:04:05Z, "
+                    f"python {buildinfo.platform.python_version()}, frozen)")

@@ -7,13 +7,13 @@ import sys
 import pytest
 
 from hello import __version__, buildinfo
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 
 
 def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "hello", *args], capture_output=True, check=False,
                           text=True, cwd=ROOT, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})})
+                          env=child_env({"PATH": "/usr/bin:/bin", **(env or {})}))
 
 
 @pytest.mark.parametrize("args, env, needle", [
@@ -44,19 +44,41 @@ def test_version(args):
     assert result.stdout.startswith(f"hello {__version__} (commit ")
 
 
-def test_help_lists_every_flag_and_env_var():
+def _words(text: str) -> str:
+    return " ".join(text.split())  # argparse wraps lines at the terminal width
+
+
+def test_serve_help_gives_every_flag_its_help_env_vars_and_default():
+    from hello.config import OPTIONS
     result = run_cli("serve", "--help")
     assert result.returncode == 0
-    for flag in ("--host", "--port", "--threads", "--message", "--drain-timeout",
-                 "--log-format", "--access-log", "--no-access-log", "$PORT",
-                 "$HELLO_MESSAGE"):
-        assert flag in result.stdout
+    text = _words(result.stdout)
+    for option in OPTIONS:
+        envs = " or ".join(f"${name}" for name in option.envs)
+        assert f"{option.help} (env {envs}; default {option.default})" in text, option.flag
+        if option.boolean:
+            assert f"{option.flag}, --no-{option.flag[2:]}" in text
+        else:
+            assert f"{option.flag} {option.name.upper()}" in text
 
 
-def test_top_level_help():
+def test_top_level_and_healthcheck_help():
     result = run_cli("--help")
     assert result.returncode == 0
-    assert "healthcheck" in result.stdout
+    text = _words(result.stdout)
+    assert text.startswith("usage: hello [-h] [--version] {serve,healthcheck,version} ...")
+    for line in ("A tiny HTTP service for checking deployments.",
+                 "serve serve HTTP (the default)",
+                 "healthcheck exit 0 if the local server's /healthz answers 200",
+                 "version print version, commit and build date",
+                 "--version print version and exit"):
+        assert line in text, line
+    text = _words(run_cli("healthcheck", "--help").stdout)
+    for line in ("--url URL URL to probe (default /healthz on $HELLO_HOST, or 127.0.0.1 when "
+                 "that is a wildcard, and the serve port)",
+                 "--port PORT local port to probe (default $HELLO_PORT, $PORT or 8080)",
+                 "--timeout TIMEOUT give up after this long (default 2s)"):
+        assert line in text, line
 
 
 @pytest.mark.parametrize("args", [["version"], ["--help"], ["serve", "--help"],
@@ -72,7 +94,7 @@ def test_commands_that_do_not_serve_never_import_flask_or_waitress(args):
             "        pass\n"
             "print('flask' in sys.modules, 'waitress' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+                         cwd=ROOT, check=True, timeout=30).stdout
     assert out.strip() == "False False"
 
 
@@ -86,12 +108,20 @@ def test_healthcheck_fails_with_one_line_when_nothing_listens():
 
 @pytest.mark.parametrize("url, needle", [("ftp://x/", "is not an http:// URL"),
                                          ("http://127.0.0.1:abc/healthz", "has no valid port"),
-                                         ("http://127.0.0.1:99999/", "has no valid port")])
+                                         ("http://127.0.0.1:99999/", "has no valid port"),
+                                         ("http://a..b/", "has no valid host name")])
 def test_healthcheck_rejects_a_bad_url_as_usage(url, needle):
     result = run_cli("healthcheck", "--url", url)
     assert result.returncode == 2
-    assert needle in result.stderr
-    assert result.stderr.count("\n") == 1
+    assert result.stderr == f"hello: --url: {url!r} {needle}\n"
+
+
+def test_healthcheck_names_hello_host_when_it_makes_the_url_bad():
+    result = run_cli("healthcheck", env={"HELLO_HOST": "a..b"})
+    assert result.returncode == 2
+    # one line naming the variable (config may reject the host itself, or the URL it makes)
+    assert result.stderr.startswith("hello: HELLO_HOST: ")
+    assert "a..b" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_healthcheck_probes_the_configured_host():
@@ -110,3 +140,9 @@ def test_version_json_is_build_info_as_one_json_line():
     info = json.loads(result.stdout)
     assert set(info) == {"name", "version", "commit", "build_date", "python", "frozen"}
     assert info["version"] == __version__ and info["frozen"] is False
+
+
+def test_argparse_errors_are_one_line_pointing_at_help():
+    result = run_cli("--no-such-flag")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "hello: unrecognized arguments: --no-such-flag (see 'hello --help')\n"

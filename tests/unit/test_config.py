@@ -16,9 +16,25 @@ def test_defaults():
     assert settings.max_body_bytes == 1 << 20
 
 
+# A valid value other than the default for every option, as an env var would carry it.
+NOT_DEFAULT = {"host": "127.0.0.1", "port": "9191", "threads": "3", "message": "hi",
+               "drain_timeout": "250ms", "log_format": "text", "access_log": "false",
+               "reuse_port": "true", "max_header_bytes": "2048", "max_body_bytes": "10",
+               "channel_timeout": "7", "connection_limit": "5"}
+
+
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
-def test_every_option_has_a_hello_env_var(option):
-    assert option.envs[0] == "HELLO_" + option.name.upper()
+def test_setting_hello_env_var_changes_that_setting_only(option):
+    """HELLO_<NAME> reaches the setting it names, and only that one."""
+    assert option.name in NOT_DEFAULT, f"add a non-default sample for {option.name} above"
+    variable = "HELLO_" + option.name.upper()
+    assert variable in option.envs
+    changed, default = load({}, {variable: NOT_DEFAULT[option.name]}), load({}, {})
+    assert getattr(changed, option.name) == option.parse(NOT_DEFAULT[option.name])
+    assert getattr(changed, option.name) != getattr(default, option.name)
+    for other in OPTIONS:
+        if other is not option:
+            assert getattr(changed, other.name) == getattr(default, other.name), other.name
 
 
 def test_env_over_default():
@@ -88,3 +104,25 @@ def test_parse_duration_rejects(text):
 
 def test_drain_timeout_accepts_durations():
     assert load({"drain_timeout": "500ms"}, {}).drain_timeout == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1", True), ("true", True), ("yes", True), ("on", True), (" TRUE ", True), ("On", True),
+    ("0", False), ("false", False), ("no", False), ("off", False), (" NO ", False),
+])
+def test_every_boolean_spelling_the_readme_promises(text, value):
+    assert load({}, {"HELLO_REUSE_PORT": text}).reuse_port is value
+
+
+@pytest.mark.parametrize("text", ["2", "y", "enable", "truefalse"])
+def test_other_boolean_spellings_are_refused(text):
+    with pytest.raises(ConfigError, match=r"^HELLO_REUSE_PORT: .* is not a boolean \(true/false, "
+                       r"1/0, yes/no, on/off\)$"):
+        load({}, {"HELLO_REUSE_PORT": text})
+
+
+def test_message_may_be_4096_characters_not_more():
+    assert load({"message": "m" * 4096}, {}).message == "m" * 4096
+    with pytest.raises(ConfigError) as raised:
+        load({"message": "m" * 4097}, {})
+    assert str(raised.value) == f"--message: {'m' * 4097!r} is longer than 4096 characters"

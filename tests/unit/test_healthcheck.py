@@ -1,0 +1,205 @@
+"""`hello healthcheck`'s verdict against small loopback stubs that answer badly.
+
+Each stub is a real TCP server on 127.0.0.1 that reads the probe's request and then
+answers one way (a status, garbage, nothing, or a 200 dripped a byte at a time).
+The probe is the real CLI in a child process: exit 0 only for a 200, else exit 1
+with one line. The stub times how long the probe kept the connection after sending
+its request: never longer than --timeout, whatever the interpreter's start-up costs.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT, child_env, wait_until
+
+TIMEOUT_S = 1.0
+# a probe gives up this soon after its deadline (measured by the stub, start-up excluded)
+LATE_S = 0.3
+# python -m hello's start-up and exit on a busy 2-core machine (also under mutmut)
+START_S = 10.0
+
+
+def _answer(status: str, body: bytes = b'{"status": "ok"}\n') -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nLocation: /elsewhere\r\n\r\n").encode() + body
+
+
+ANSWERS = {
+    "200": _answer("200 OK"),
+    "500": _answer("500 Internal Server Error"),
+    "503": _answer("503 Service Unavailable"),
+    "302": _answer("302 Found"),
+    "404": _answer("404 Not Found"),
+    "garbage": b"\x16\x03\x01 this is not HTTP at all\r\n\r\n",
+    "empty": b"",
+    "200 without a body": _answer("200 OK")[:-5],  # promises more than it sends, then closes
+    "200 with a large body": _answer("200 OK", b"x" * 200_000),  # read in part, still healthy
+}
+
+
+class Stub:
+    """A one-port TCP server: reads the request head, then behaves as told."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        # "full": a listener that never accepts, its accept queue already full, so the
+        # kernel drops the probe's SYN and connect() itself hangs
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.fillers: list[socket.socket] = []
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []
+        self.held_s: float | None = None  # request received -> the probe hung up
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        if behaviour == "full":
+            self._fill_the_accept_queue()
+        else:
+            self.thread.start()
+
+    def _fill_the_accept_queue(self) -> None:
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(filler)
+        time.sleep(0.2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                self.requests.append(head)
+                received = time.monotonic()
+                if self.behaviour == "hang":
+                    conn.settimeout(30)
+                    while conn.recv(1):  # b"" once the probe hangs up
+                        pass
+                    self.held_s = time.monotonic() - received
+                elif self.behaviour == "drip":
+                    # a 200, one byte every 50 ms: each read is quick, the whole is 8 s
+                    for byte in _answer("200 OK"):
+                        if self.stopping.wait(0.05):
+                            return
+                        conn.sendall(bytes([byte]))
+                else:
+                    conn.sendall(ANSWERS[self.behaviour])
+            except OSError:  # the probe hung up (a drip's send fails)
+                if self.behaviour == "drip":
+                    self.held_s = time.monotonic() - received
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in _serve
+        self.listener.close()
+        for filler in self.fillers:
+            filler.close()
+        if self.thread.ident is not None:
+            self.thread.join(5)
+
+
+@pytest.fixture
+def stub():
+    made: list[Stub] = []
+
+    def make(behaviour: str) -> Stub:
+        made.append(Stub(behaviour))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "hello", "healthcheck", "--url", url,
+                             "--timeout", f"{timeout:g}s"],
+                            capture_output=True, text=True, cwd=ROOT, check=False,
+                            timeout=timeout + 30, env=child_env({"PATH": "/usr/bin:/bin"}))
+    return result, time.monotonic() - began
+
+
+@pytest.mark.parametrize("behaviour", ["200", "200 with a large body"])
+def test_200_is_healthy_exit_0_one_line_on_stdout(stub, behaviour):
+    server = stub(behaviour)
+    result, took = healthcheck(server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"hello healthcheck: {server.url}: 200\n"
+    assert result.stderr == ""
+    assert took < START_S
+    assert server.requests[0].startswith(b"GET /healthz HTTP/1.1\r\n")
+    assert b"\r\nUser-Agent: hello-healthcheck\r\n" in server.requests[0]
+
+
+def test_a_url_without_a_path_probes_the_root(stub):
+    server = stub("200")
+    root = f"http://127.0.0.1:{server.port}"
+    result, _ = healthcheck(root)
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0].startswith(b"GET / HTTP/1.1\r\n")
+
+
+def test_a_url_without_a_port_probes_port_80(monkeypatch):
+    from hello import healthcheck as module
+    tried = []
+
+    def connect(self):
+        tried.append((self.host, self.port))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(module._DeadlineConnection, "connect", connect)
+    assert module.probe("http://127.0.0.1/healthz", 1.0) == \
+        (False, "http://127.0.0.1/healthz: Connection refused")
+    assert tried == [("127.0.0.1", 80)]
+
+
+@pytest.mark.parametrize("behaviour, says", [
+    ("500", "status 500, expected 200"),
+    ("503", "status 503, expected 200"),
+    ("302", "status 302, expected 200"),
+    ("404", "status 404, expected 200"),
+    ("garbage", "bad HTTP answer (BadStatusLine)"),
+    ("empty", "Remote end closed connection without response"),
+    ("200 without a body", "bad HTTP answer (IncompleteRead)"),
+    ("hang", f"no complete answer within {TIMEOUT_S:g}s"),
+    ("drip", f"no complete answer within {TIMEOUT_S:g}s"),
+    ("full", f"no complete answer within {TIMEOUT_S:g}s"),
+])
+def test_anything_but_a_prompt_200_is_exit_1_with_one_line(stub, behaviour, says):
+    server = stub(behaviour)
+    result, took = healthcheck(server.url)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr == f"hello healthcheck: {server.url}: {says}\n"
+    assert len(server.requests) == (behaviour != "full"), "the stub never saw the probe's request"
+    assert took < TIMEOUT_S + START_S, f"took {took:.1f}s with --timeout {TIMEOUT_S:g}s"
+    if behaviour in ("hang", "drip"):
+        held = wait_until(lambda: server.held_s, 5, what="the stub to see the probe hang up")
+        assert held < TIMEOUT_S + LATE_S, f"the probe held the connection {held:.2f}s"
+
