@@ -55,7 +55,8 @@ def test_serve_help_gives_every_flag_its_help_env_vars_and_default():
     text = _words(result.stdout)
     for option in OPTIONS:
         envs = " or ".join(f"${name}" for name in option.envs)
-        assert f"{option.help} (env {envs}; default {option.default})" in text, option.flag
+        default = option.shown_default or option.default
+        assert f"{option.help} (env {envs}; default {default})" in text, option.flag
         if option.boolean:
             assert f"{option.flag}, --no-{option.flag[2:]}" in text
         else:

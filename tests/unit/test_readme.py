@@ -35,6 +35,8 @@ def test_each_settings_row_names_the_options_env_vars_and_default(option):
     if option.boolean:
         assert row["negation"], f"{option.flag}: the table should name --no-{option.flag[2:]}"
         assert row["default"] == ("on" if option.default else "off")
+    elif option.shown_default:
+        assert row["default"] == option.shown_default, option.flag
     else:
         shown = re.fullmatch(r"`([^`]*)`", row["default"])
         assert shown, f"{option.flag}: default {row['default']!r} is not one `value`"
