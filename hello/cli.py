@@ -8,7 +8,9 @@ imported by `serve`, so `--help`, `version` and `healthcheck` stay fast.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 
 from hello import config
@@ -26,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hello", description="A tiny HTTP service for checking deployments.")
     parser.add_argument("--version", action="store_true", help="print version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,healthcheck,version}",
+    commands = parser.add_subparsers(dest="command",
+                                     metavar="{serve,healthcheck,version,check-env}",
                                      parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve HTTP (the default)")
@@ -46,8 +49,16 @@ def _build_parser() -> argparse.ArgumentParser:
                         "127.0.0.1 when that is a wildcard, and the serve port)")
     target.add_argument("--port", help="local port to probe (default $HELLO_PORT, $PORT or 8080)")
     check.add_argument("--timeout", default="2s", help="give up after this long (default 2s)")
+    check.add_argument("--commit", help="also require /version to report this commit (or a "
+                       "prefix of at least 7): proof that the build a deploy started answers")
 
-    commands.add_parser("version", help="print version, commit and build date")
+    version = commands.add_parser("version", help="print version, commit and build date")
+    version.add_argument("--json", action="store_true",
+                         help="print the build info as one JSON object (keys sorted)")
+
+    env_check = commands.add_parser("check-env", help="validate an env file (KEY=VALUE lines, "
+                                    "PORT and HELLO_* only); exit 2 naming the first bad line")
+    env_check.add_argument("file", help="the file, or - for stdin")
     return parser
 
 
@@ -75,25 +86,50 @@ def _healthcheck(args, env) -> int:
         parse_url(url)
     except ValueError as error:
         return _usage_error(f"--url: {error}")
-    ok, reason = probe(url, timeout)
+    commit = args.commit
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        return _usage_error(f"--commit: {commit!r} is not a commit (7-40 hex digits)")
+    ok, reason = probe(url, timeout, commit)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
+
+
+def _check_env(args) -> int:
+    name = "stdin" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            config.check_env_lines(sys.stdin)
+        else:
+            with open(args.file, encoding="utf-8") as lines:
+                config.check_env_lines(lines)
+    except OSError as error:
+        return _usage_error(f"{name}: {error.strerror or error}")
+    except UnicodeDecodeError:
+        return _usage_error(f"{name}: not UTF-8 text")
+    except config.ConfigError as error:
+        return _usage_error(f"{name} {error}")
+    return 0
 
 
 def main(argv: list[str] | None = None, env: dict | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
-    known = ("serve", "healthcheck", "version", "-h", "--help", "--version")
+    known = ("serve", "healthcheck", "version", "check-env", "-h", "--help", "--version")
     if not argv or argv[0] not in known:
         argv = ["serve", *argv]  # `hello --port 9000` means `hello serve --port 9000`
     args = _build_parser().parse_args(argv)
 
     if args.version or args.command == "version":
-        from hello.buildinfo import version_line
-        print(version_line())
+        from hello import buildinfo
+        if getattr(args, "json", False):
+            print(json.dumps(buildinfo.build_info(), sort_keys=True))
+        else:
+            print(buildinfo.version_line())
         return 0
     if args.command == "healthcheck":
         return _healthcheck(args, env)
+    if args.command == "check-env":
+        return _check_env(args)
 
     flags = {option.name: getattr(args, option.name) for option in config.OPTIONS}
     try:
