@@ -86,6 +86,17 @@ def test_service_runs_as_a_dynamic_user_under_the_units_hardening(droplet, base,
     assert probe.count("Read-only file system") == 2 and "tmp-ok" in probe, probe
 
 
+def test_unit_exposure_is_ok_by_systemd_analyze_security(droplet, base, releases, record_property):
+    """The hardening as installed (with hello-ctl's drop-in), scored by systemd
+    itself: 'OK' is 2.0 or lower. README.md quotes the figure."""
+    ensure(droplet, base, releases[0])
+    out = droplet.ssh("systemd-analyze security --no-pager hello.service").stdout
+    line = out.strip().splitlines()[-1]
+    report(record_property, "systemd-analyze security hello.service", line)
+    assert line.startswith("→ Overall exposure level for hello.service:"), line
+    assert float(line.split(":")[1].split()[0]) <= 2.0, line
+
+
 def test_newer_build_is_deployed_without_a_failed_request(droplet, base, releases, record_property):
     old, new = releases
     ensure(droplet, base, old)
@@ -298,6 +309,17 @@ def test_hello_env_is_data_checked_by_hello_and_a_bad_line_changes_nothing(
     serving(droplet, new)
 
 
+def slow_request(droplet, wait: str):
+    """A GET /whoami?wait=... in flight (the droplet sees it established) from a thread."""
+    answers: list = []
+    thread = threading.Thread(target=lambda: answers.append(
+        droplet.get(PORT, f"/whoami?wait={wait}", timeout=60)), daemon=True)
+    thread.start()
+    wait_until(lambda: droplet.ssh(f"ss -Htn state established '( sport = :{PORT} )'").stdout.strip(),
+               10, what="the slow request to be in flight")
+    return answers, thread
+
+
 def test_drain_timeout_in_minutes_is_given_its_time(droplet, base, releases):
     """HELLO_DRAIN_TIMEOUT=1.5m was cut to 11 s before SIGKILL (and 08 was a bash
     error): now hello ends its own drain and systemd only backs it up."""
@@ -309,10 +331,7 @@ def test_drain_timeout_in_minutes_is_given_its_time(droplet, base, releases):
         assert result.returncode == 0, result.stderr
         stop = droplet.ssh("systemctl show -p TimeoutStopUSec --value hello.service").stdout.strip()
         assert stop == "1h 1min", stop
-        answers = []
-        slow = threading.Thread(target=lambda: answers.append(droplet.get(PORT, "/whoami?wait=13s", timeout=60)))
-        slow.start()
-        time.sleep(1)
+        answers, slow = slow_request(droplet, "13s")
         result = deploy(droplet, "binary", "-a", str(new.path))
         slow.join(60)
     finally:
@@ -374,10 +393,7 @@ def test_a_deploy_killed_half_way_leaves_no_lock_and_consistent_links(droplet, b
     ensure(droplet, base, new)
     # An in-flight request keeps the old process draining, which holds the deploy
     # between its switch and its verdict long enough to kill it there.
-    answers = []
-    slow = threading.Thread(target=lambda: answers.append(droplet.get(PORT, "/whoami?wait=8s", timeout=60)))
-    slow.start()
-    time.sleep(0.5)
+    answers, slow = slow_request(droplet, "8s")
     running = subprocess.Popen([str(DEPLOY), "binary", "droplet", "-F", str(droplet.ssh_config),
                                 "-a", str(old.path)], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
