@@ -428,6 +428,8 @@ def test_pruning_keeps_current_and_previous_and_never_counts_failed_releases(dro
             stamp = time.time() - 3600 * (age + 1)
             os.utime(folder / "served", (stamp, stamp))
         made[name] = served
+    # The release that failed is the newest folder: it must not take a place.
+    os.utime(base / "releases" / "0.0.2-bbbbbbbbbbbb", (time.time() + 60,) * 2)
     # previous (old) last served long ago: the oldest of all; --keep 2 must keep it.
     os.utime(base / "releases" / old.name / "served", (time.time() - 86400,) * 2)
     result = deploy(droplet, "binary", "-a", str(new.path), "-k", "2")
