@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hello", description="A tiny HTTP service for checking deployments.")
     parser.add_argument("--version", action="store_true", help="print version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,healthcheck,version}",
+    commands = parser.add_subparsers(dest="command",
+                                     metavar="{serve,healthcheck,version,check-env}",
                                      parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve HTTP (the default)")
@@ -55,10 +56,16 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--own", metavar="PATH", help="probe 127.0.0.1:<port>PATH and pass only if "
                        "a process of this container answered (tasks sharing a port with "
                        "--reuse-port; see hello/ownprobe.py)")
+    check.add_argument("--commit", help="also require /version to report this commit (or a "
+                       "prefix of at least 7): proof that the build a deploy started answers")
 
     version = commands.add_parser("version", help="print version, commit and build date")
     version.add_argument("--json", action="store_true",
-                         help="print the fields of /version as one JSON object (for scripts)")
+                         help="print the build info as one JSON object (keys sorted)")
+
+    env_check = commands.add_parser("check-env", help="validate an env file (KEY=VALUE lines, "
+                                    "PORT and HELLO_* only); exit 2 naming the first bad line")
+    env_check.add_argument("file", help="the file, or - for stdin")
     return parser
 
 
@@ -88,7 +95,10 @@ def _healthcheck(args, env) -> int:
         parse_url(url)
     except ValueError as error:
         return _usage_error(f"{source}: {error}")
-    ok, reason = probe(url, timeout)
+    commit = args.commit
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        return _usage_error(f"--commit: {commit!r} is not a commit (7-40 hex digits)")
+    ok, reason = probe(url, timeout, commit)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 
@@ -98,6 +108,8 @@ def _own_healthcheck(args, env, timeout: float) -> int:
 
     if args.url is not None:
         return _usage_error("healthcheck: --own and --url exclude each other")
+    if args.commit is not None:
+        return _usage_error("healthcheck: --own and --commit exclude each other")
     if not re.fullmatch(r"/[A-Za-z0-9._~/%-]*", args.own):
         return _usage_error(f"--own: {args.own!r} is not a path like /readyz")
     try:
@@ -109,10 +121,27 @@ def _own_healthcheck(args, env, timeout: float) -> int:
     return 0 if ok else 1
 
 
+def _check_env(args) -> int:
+    name = "stdin" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            config.check_env_lines(sys.stdin)
+        else:
+            with open(args.file, encoding="utf-8") as lines:
+                config.check_env_lines(lines)
+    except OSError as error:
+        return _usage_error(f"{name}: {error.strerror or error}")
+    except UnicodeDecodeError:
+        return _usage_error(f"{name}: not UTF-8 text")
+    except config.ConfigError as error:
+        return _usage_error(f"{name} {error}")
+    return 0
+
+
 def main(argv: list[str] | None = None, env: dict | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
-    known = ("serve", "healthcheck", "version", "-h", "--help", "--version")
+    known = ("serve", "healthcheck", "version", "check-env", "-h", "--help", "--version")
     if not argv or argv[0] not in known:
         argv = ["serve", *argv]  # `hello --port 9000` means `hello serve --port 9000`
     args = _build_parser().parse_args(argv)
@@ -126,6 +155,8 @@ def main(argv: list[str] | None = None, env: dict | None = None) -> int:
         return 0
     if args.command == "healthcheck":
         return _healthcheck(args, env)
+    if args.command == "check-env":
+        return _check_env(args)
 
     flags = {option.name: getattr(args, option.name) for option in config.OPTIONS}
     try:

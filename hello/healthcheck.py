@@ -11,6 +11,7 @@ at a time would otherwise hold the probe for as long as it likes.
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
 import urllib.parse
@@ -75,10 +76,30 @@ class _DeadlineConnection(http.client.HTTPConnection):
         self.sock.deadline = self.deadline
 
 
-def probe(url: str, timeout: float) -> tuple[bool, str]:
+def probe(url: str, timeout: float, commit: str | None = None) -> tuple[bool, str]:
+    """GET url, expecting 200; with commit, then GET /version on the same server and
+    expect that commit: the answer of the build a deploy started, not another's.
+    The timeout bounds both requests together."""
+    deadline = time.monotonic() + timeout
+    ok, reason, _ = _get(url, timeout, deadline)
+    if not ok or commit is None:
+        return ok, reason
+    version_url = urllib.parse.urlunsplit(parse_url(url)._replace(path="/version", query=""))
+    ok, reason, body = _get(version_url, timeout, deadline)
+    if not ok:
+        return ok, reason
+    try:
+        answered = json.loads(body)["commit"]
+    except (ValueError, KeyError, TypeError):
+        return False, f"{version_url}: not a hello /version answer"
+    if not isinstance(answered, str) or not answered.startswith(commit):
+        return False, f"{version_url}: commit {str(answered)[:40]!r}, expected {commit}"
+    return True, f"{url}: 200, commit {commit}"
+
+
+def _get(url: str, timeout: float, deadline: float) -> tuple[bool, str, bytes]:
     parts = parse_url(url)
-    connection = _DeadlineConnection(parts.hostname, parts.port or 80,
-                                     deadline=time.monotonic() + timeout)
+    connection = _DeadlineConnection(parts.hostname, parts.port or 80, deadline=deadline)
     try:
         connection.request("GET", parts.path or "/", headers={"User-Agent": "hello-healthcheck"})
         response = connection.getresponse()
@@ -87,13 +108,13 @@ def probe(url: str, timeout: float) -> tuple[bool, str]:
         if response.length and len(body) < MAX_BODY_BYTES:  # promised more than arrived
             raise http.client.IncompleteRead(body, response.length)
     except TimeoutError:
-        return False, f"{url}: no complete answer within {timeout:g}s"
+        return False, f"{url}: no complete answer within {timeout:g}s", b""
     except OSError as error:
-        return False, f"{url}: {error.strerror or error}"
+        return False, f"{url}: {error.strerror or error}", b""
     except http.client.HTTPException as error:
-        return False, f"{url}: bad HTTP answer ({type(error).__name__})"
+        return False, f"{url}: bad HTTP answer ({type(error).__name__})", b""
     finally:
         connection.close()
     if status != 200:
-        return False, f"{url}: status {status}, expected 200"
-    return True, f"{url}: 200"
+        return False, f"{url}: status {status}, expected 200", body
+    return True, f"{url}: 200", body

@@ -1,7 +1,9 @@
 """The simulated droplet and what the deploy suites ship to it.
 
-`droplet` (session): tests/infra/droplet up in a temporary state dir: a network
-namespace with its own /30, sshd and dockerd inside; torn down by PID at the end.
+`droplet` (session): tests/infra/droplet up in a temporary state dir: systemd as
+PID 1 (systemd-nspawn --boot) in a network namespace with its own /30, sshd with a
+host key the tests pin, and a docker engine for the image path; powered off and
+torn down by PID at the end. Its files are visible here under /proc/LEADER/root.
 `releases` (session): two real builds that differ only in their commit: dist/hello
 and a second build/binary run with another HELLO_COMMIT, cached by dist/hello's
 checksum under /var/tmp/hello-deploy-build (about a minute the first time).
@@ -38,14 +40,29 @@ class Droplet:
     state: pathlib.Path
     address: str
     docker: bool
+    leader: int  # the droplet's PID 1, as this machine numbers it
 
     @property
     def ssh_config(self) -> pathlib.Path:
         return self.state / "ssh_config"
 
-    def ssh(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ssh", "-F", str(self.ssh_config), "droplet", command],
-                              capture_output=True, text=True, timeout=60, check=check)
+    @property
+    def root(self) -> pathlib.Path:
+        """The droplet's / seen from here (its overlay, not the unpacked root)."""
+        return pathlib.Path(f"/proc/{self.leader}/root")
+
+    def ssh(self, command: str, check: bool = True, input: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run(["ssh", "-F", str(self.ssh_config), "droplet", command],
+                                capture_output=True, input=input, timeout=timeout, check=False)
+        result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+        if check:
+            assert result.returncode == 0, f"{command}: {result.stderr}"
+        return result
+
+    def main_pid(self) -> int:
+        """hello.service's MainPID inside the droplet (0 when it is not running)."""
+        return int(self.ssh("systemctl show -p MainPID --value hello.service").stdout)
 
     def get(self, port: int, path: str = "/version", timeout: float = 2.0):
         """(status, body) of a GET to the droplet; raises OSError when nothing answers."""
@@ -94,13 +111,11 @@ def deploy(droplet: Droplet, mode: str, *args: str, env: dict | None = None,
 def tree(path: pathlib.Path) -> dict:
     """Every file, link and folder under path with its mtime: 'nothing changed' checks.
 
-    The running service's own log files are left out: it appends to them whenever it
-    answers a request, which says nothing about what a deploy changed."""
+    The service writes nothing under <base> (it logs to the journal)."""
     if not path.exists():
         return {}
     return {str(p.relative_to(path)): (p.lstat().st_mtime_ns, os.readlink(p) if p.is_symlink() else None)
-            for p in sorted(path.rglob("*"))
-            if not (p.parent.name == "log" and p.suffix == ".log")}
+            for p in sorted(path.rglob("*"))}
 
 
 class Poller:
@@ -158,19 +173,20 @@ def report(record_property, name: str, text: str) -> None:
 
 @pytest.fixture(scope="session")
 def droplet(tmp_path_factory):
-    require(os.geteuid() == 0, "the droplet needs root (network namespaces)")
-    for tool in ("/usr/sbin/sshd", "ip", "ssh", "scp", "start-stop-daemon", "flock"):
-        require(shutil.which(tool) is not None,
-                f"{tool} is missing (apt-get install openssh-server openssh-client iproute2 dpkg util-linux)")
+    require(os.geteuid() == 0, "the droplet needs root (network namespaces, nspawn)")
+    for tool in ("systemd-nspawn", "debootstrap", "zstd", "ip", "ssh"):
+        require(shutil.which(tool) is not None, f"{tool} is missing (apt-get install "
+                "systemd-container debootstrap zstd iproute2 openssh-client)")
     docker = shutil.which("dockerd") is not None
     state = tmp_path_factory.mktemp("droplet")
     args = [] if docker else ["--no-docker"]
     up = subprocess.run([str(DROPLET_SCRIPT), "up", str(state), *args],
-                        check=False, capture_output=True, text=True, timeout=180)
+                        check=False, capture_output=True, text=True, timeout=600)
     try:
         assert up.returncode == 0, f"droplet up failed:\n{up.stderr}"
         net = os.environ.get("HELLO_DROPLET_NET", "10.231.0")
-        yield Droplet(state, f"{net}.2", docker)
+        leader = int((state / "leader").read_text())
+        yield Droplet(state, f"{net}.2", docker, leader)
     finally:
         down = subprocess.run([str(DROPLET_SCRIPT), "down", str(state)],
                               check=False, capture_output=True, text=True, timeout=180)
@@ -215,17 +231,49 @@ def releases() -> tuple[Release, Release]:
     return first, second
 
 
+def version_json(version: str, commit: str) -> str:
+    """What `hello version --json` prints, for stand-in releases."""
+    return json.dumps({"build_date": "2026-01-01T00:00:00Z", "commit": commit, "frozen": True,
+                       "name": "hello", "python": "3.11.7", "version": version}, sort_keys=True)
+
+
 @pytest.fixture(scope="session")
-def failing_release(tmp_path_factory) -> Release:
-    """A stand-in that answers `version` like hello but never serves."""
-    folder = tmp_path_factory.mktemp("failing")
+def impostor_release(tmp_path_factory, releases) -> Release:
+    """A release that says it is one commit (`version`) but serves another build:
+    its `serve` and `healthcheck` are the old release's, already on the droplet. A
+    health gate that takes any 200 on the port as proof lets it through."""
+    old, _ = releases
+    commit = "1badbadbad000000000000000000000000000000"
+    folder = tmp_path_factory.mktemp("impostor")
     path = folder / "hello"
     path.write_text(
         "#!/bin/sh\n"
-        "# A release that answers `version` but never serves.\n"
-        'case "${1:-}" in\n'
-        "    version) echo 'hello 1.0.0 (commit badc0ffee0000000000000000000000000000000, "
+        'case "${1:-} ${2:-}" in\n'
+        f"    'version --json') echo '{version_json('1.0.0', commit)}' ;;\n"
+        f"    'version '*) echo 'hello 1.0.0 (commit {commit}, built x, python 3.11.7, frozen)' ;;\n"
+        f'    *) exec /opt/hello/releases/{old.name}/hello "$@" ;;\n'
+        "esac\n")
+    path.chmod(0o755)
+    return release_of(path)
+
+
+@pytest.fixture(scope="session")
+def failing_release(tmp_path_factory) -> Release:
+    """A stand-in that answers `version` and `check-env` like hello but never serves."""
+    folder = tmp_path_factory.mktemp("failing")
+    path = folder / "hello"
+    commit = "badc0ffee0000000000000000000000000000000"
+    path.write_text(
+        "#!/bin/sh\n"
+        "# A release that answers `version` and `check-env` but never serves; it logs\n"
+        "# each run with the uid and the /tmp (inode) it ran with.\n"
+        'logger -t hello-standin "${1:-none} uid=$(id -u) tmp=$(stat -c %i /tmp)"\n'
+        'case "${1:-} ${2:-}" in\n'
+        f"    'version --json') echo '{version_json('1.0.0', commit)}' ;;\n"
+        f"    'version '*) echo 'hello 1.0.0 (commit {commit}, "
         "built 2026-01-01T00:00:00Z, python 3.11.7, frozen)' ;;\n"
+        "    check-env*) exit 0 ;;\n"
+        "    healthcheck*) echo 'nothing answers' >&2; exit 1 ;;\n"
         "    *) exec sleep 3600 ;;\n"
         "esac\n")
     path.chmod(0o755)
@@ -247,36 +295,6 @@ def wrong_host_key_configs(droplet, tmp_path_factory) -> dict[str, pathlib.Path]
         (folder / f"ssh_config.{case}").write_text(text)
         configs[case] = folder / f"ssh_config.{case}"
     return configs
-
-
-@pytest.fixture(scope="session")
-def cut_scp(tmp_path_factory) -> pathlib.Path:
-    """A folder with an `scp` that sends the first half of every file over 1 MB;
-    CUT_SCP=die then fails like a dropped connection, CUT_SCP=quiet exits 0."""
-    folder = tmp_path_factory.mktemp("cut-scp")
-    real = shutil.which("scp")
-    (folder / "scp").write_text(f"""#!/usr/bin/env bash
-set -euo pipefail
-half=$(mktemp -d)
-args=()
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        -[FoiPlcJS]) args+=("$1" "$2"); shift 2; continue ;;
-    esac
-    if [[ -f $1 && $(stat -L -c %s "$1") -gt 1048576 ]]; then
-        head -c $(( $(stat -L -c %s "$1") / 2 )) "$1" >"$half/$(basename "$1")"
-        args+=("$half/$(basename "$1")")
-    else
-        args+=("$1")
-    fi
-    shift
-done
-{real} "${{args[@]}}"
-rm -rf "$half"
-if [[ ${{CUT_SCP:-die}} == die ]]; then echo "scp: connection lost" >&2; exit 1; fi
-""")
-    (folder / "scp").chmod(0o755)
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
-"""build/deploy image and rollback against the droplet's own dockerd.
+"""build/deploy image and rollback against the droplet's docker engine.
 
 Like test_binary.py, the tests run in file order on one droplet history. The
-images are FROM-scratch test images of the two real builds (see conftest.py).
+images are FROM-scratch test images of the two real builds (see conftest.py). The
+engine is the droplet's stand-in (tests/infra/droplet): a dockerd in the droplet's
+network namespace whose socket and client are mounted into the droplet, so
+hello-ctl drives it from inside and `--network host` containers share its ports.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from tests.deploy.conftest import Poller, deploy, report, tree
 pytestmark = [pytest.mark.droplet, pytest.mark.engine, pytest.mark.slow]
 
 PORT = 8081
+BASE = "/opt/hello-image"
 
 
 @pytest.fixture(scope="module")
 def base(droplet):
     require(droplet.docker, "the droplet has no dockerd (apt-get install docker.io)")
-    return droplet.state / "opt-hello-image"
+    return droplet.root / BASE.lstrip("/")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def env(local_engine):
 
 
 def active(base) -> list[str]:
-    """[container, image ID, tag] of the container serving now."""
+    """[container, image ID, commit] of the container serving now."""
     return (base / "image" / "active").read_text().split()
 
 
@@ -44,34 +48,37 @@ def droplet_images(droplet) -> list[str]:
     return sorted(droplet.ssh("docker image ls -a -q --no-trunc").stdout.split())
 
 
+def image_deploy(droplet, env, *args):
+    return deploy(droplet, "image", "-b", BASE, *args, env=env)
+
+
 def ensure(droplet, base, env, image) -> None:
     try:
         if droplet.commit(PORT) == image.commit:
             return
     except OSError:
         pass
-    result = deploy(droplet, "image", "-a", image.tag, "-b", str(base), "-p", str(PORT), env=env)
+    result = image_deploy(droplet, env, "-a", image.tag, "-p", str(PORT))
     assert result.returncode == 0, result.stderr
 
 
-def test_first_image_deploy_serves_it(droplet, base, env, images):
-    result = deploy(droplet, "image", "-a", images["old"].tag, "-b", str(base), "-p", str(PORT),
-                    env=env)
+def test_first_image_deploy_serves_it_as_nobody_read_only(droplet, base, env, images):
+    result = image_deploy(droplet, env, "-a", images["old"].tag, "-p", str(PORT))
     assert result.returncode == 0, result.stderr
     assert droplet.commit(PORT) == images["old"].commit
-    name, _, tag = active(base)
-    assert tag == images["old"].tag
+    name, _, commit = active(base)
+    assert images["old"].commit.startswith(commit)
     assert hello_containers(droplet) == [f"{name} running"]
-    flags = droplet.ssh(f"docker inspect -f '{{{{.HostConfig.ReadonlyRootfs}}}} "
-                        f"{{{{.HostConfig.RestartPolicy.Name}}}} {{{{.HostConfig.Tmpfs}}}}' {name}").stdout
-    assert flags.split(" ", 2)[:2] == ["true", "unless-stopped"] and "/tmp" in flags, flags
+    flags = droplet.ssh(f"docker inspect -f '{{{{.Config.User}}}} {{{{.HostConfig.ReadonlyRootfs}}}} "
+                        f"{{{{.HostConfig.RestartPolicy.Name}}}} {{{{.HostConfig.CapDrop}}}}' {name}").stdout
+    assert flags.split() == ["65534:65534", "true", "unless-stopped", "[ALL]"], flags
 
 
 def test_newer_image_is_deployed_without_a_failed_request(droplet, base, env, images, record_property):
     ensure(droplet, base, env, images["old"])
     old_name = active(base)[0]
     with Poller(droplet, PORT) as poller:
-        result = deploy(droplet, "image", "-a", images["new"].tag, "-b", str(base), env=env)
+        result = image_deploy(droplet, env, "-a", images["new"].tag)
     assert result.returncode == 0, result.stderr
     report(record_property, "image deploy", poller.summary())
     assert poller.failures == [], poller.summary()
@@ -86,12 +93,11 @@ def test_failing_image_is_removed_and_old_serves_throughout(droplet, base, env, 
     ensure(droplet, base, env, images["new"])
     before = active(base)
     with Poller(droplet, PORT) as poller:
-        result = deploy(droplet, "image", "-a", images["broken"].tag, "-b", str(base), "-t", "5",
-                        env=env)
+        result = image_deploy(droplet, env, "-a", images["broken"].tag, "-t", "5")
     report(record_property, "failing image", poller.summary())
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "did not answer its health check" in last and "kept serving throughout" in last, last
+    assert "did not answer as commit" in last and "kept serving throughout" in last, last
     assert poller.failures == [], poller.summary()
     assert droplet.commit(PORT) == images["new"].commit
     assert active(base) == before
@@ -105,8 +111,8 @@ def test_cut_image_upload_leaves_the_service_untouched(droplet, base, env, image
                    env={**os.environ, **env}, check=True, capture_output=True)
     droplet.ssh("docker image rm hello-deploy-test:cut", check=False)
     before = active(base)
-    result = deploy(droplet, "image", "-a", "hello-deploy-test:cut", "-b", str(base),
-                    env={**env, "PATH": f"{cut_docker_save}:{os.environ['PATH']}"})
+    result = image_deploy(droplet, {**env, "PATH": f"{cut_docker_save}:{os.environ['PATH']}"},
+                          "-a", "hello-deploy-test:cut")
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "upload of image hello-deploy-test:cut to droplet failed" in last, last
@@ -122,21 +128,28 @@ def test_wrong_host_key_fails_before_the_image_is_sent(
         droplet, base, env, images, wrong_host_key_configs, case):
     ensure(droplet, base, env, images["new"])
     before, loaded = tree(base), droplet_images(droplet)
-    result = deploy(droplet, "image", "-a", images["broken"].tag, "-b", str(base),
-                    "-F", str(wrong_host_key_configs[case]), env=env)
+    result = image_deploy(droplet, env, "-a", images["broken"].tag,
+                          "-F", str(wrong_host_key_configs[case]))
     assert result.returncode == 1, result.stderr
     assert "nothing was copied" in result.stderr.strip().splitlines()[-1]
     assert tree(base) == before
     assert droplet_images(droplet) == loaded
 
 
-def test_image_rollback_returns_to_the_previous_image(droplet, base, env, images, record_property):
+def test_image_rollback_returns_to_the_previous_image_and_to_a_named_one(
+        droplet, base, env, images, record_property):
     ensure(droplet, base, env, images["new"])
-    assert (base / "image" / "previous").read_text().split()[2] == images["old"].tag
+    new_id = active(base)[1]
+    assert images["old"].commit.startswith((base / "image" / "previous").read_text().split()[2])
     with Poller(droplet, PORT) as poller:
-        result = deploy(droplet, "rollback", "-b", str(base), env=env)
+        result = deploy(droplet, "rollback", "-b", BASE, env=env)
     report(record_property, "image rollback", poller.summary())
     assert result.returncode == 0, result.stderr
     assert poller.failures == [], poller.summary()
     assert droplet.commit(PORT) == images["old"].commit
-    assert active(base)[2] == images["old"].tag
+    with Poller(droplet, PORT) as poller:
+        result = deploy(droplet, "rollback", "-b", BASE, "-r", new_id, env=env)
+    report(record_property, "image rollback --release", poller.summary())
+    assert result.returncode == 0, result.stderr
+    assert poller.failures == [], poller.summary()
+    assert droplet.commit(PORT) == images["new"].commit

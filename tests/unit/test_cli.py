@@ -147,3 +147,71 @@ def test_argparse_errors_are_one_line_pointing_at_help():
     result = run_cli("--no-such-flag")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == "hello: unrecognized arguments: --no-such-flag (see 'hello --help')\n"
+
+
+def test_check_env_accepts_what_hello_accepts(tmp_path):
+    env = tmp_path / "hello.env"
+    env.write_text("# settings\n\nPORT=8081\nHELLO_DRAIN_TIMEOUT=08\nHELLO_MESSAGE=hi there\n"
+                   "HELLO_DRAIN_TIMEOUT=1.5m\n")
+    result = run_cli("check-env", str(env))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("PORT=8080|e touch /x\n", "line 1: PORT: '8080|e touch /x' is not a port number"),
+    ("HELLO_MESSAGE=ok\nLD_PRELOAD=/x.so\n", "line 2: LD_PRELOAD is not PORT or a HELLO_* setting"),
+    ("HELLO_THREADS=lots\n", "line 1: HELLO_THREADS: 'lots' is not a thread count"),
+    ("export PORT=1\n", "line 1: expected KEY=VALUE"),
+    ("PORT = 1\n", "line 1: expected KEY=VALUE"),
+    ("HELLO_MESSAGE='hi'\n", "line 1: HELLO_MESSAGE: quotes and backslashes are not allowed"),
+    ("HELLO_DRAIN_TIMEOUT=2h\n", "line 1: HELLO_DRAIN_TIMEOUT: '2h' is not a duration"),
+])
+def test_check_env_exits_2_naming_the_bad_line(tmp_path, text, needle):
+    env = tmp_path / "hello.env"
+    env.write_text(text)
+    result = run_cli("check-env", str(env))
+    assert result.returncode == 2
+    assert result.stderr == f"hello: {env} {needle}\n" or needle in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and str(env) in result.stderr
+
+
+def test_check_env_reads_stdin_and_reports_a_missing_file(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hello", "check-env", "-"], input="PORT=x\n",
+                            capture_output=True, text=True, cwd=ROOT, timeout=30, check=False)
+    assert result.returncode == 2 and result.stderr.startswith("hello: stdin line 1: PORT:")
+    result = run_cli("check-env", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "No such file" in result.stderr
+
+
+@pytest.mark.parametrize("commit, ok", [("abc1234", True), ("abc1234def", True), ("bbbbbbb", False)])
+def test_healthcheck_commit_wants_that_build_to_answer(commit, ok):
+    """`--commit`: a 200 on /healthz is not enough; /version must name the commit."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            body = b'{"status": "ok"}' if self.path == "/healthz" else b'{"commit": "abc1234def"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = run_cli("healthcheck", "--port", str(server.server_address[1]), "--commit", commit)
+    finally:
+        server.shutdown()
+    assert result.returncode == (0 if ok else 1), result.stderr
+    if not ok:
+        assert f"commit 'abc1234def', expected {commit}" in result.stderr
+
+
+def test_healthcheck_commit_must_look_like_one():
+    result = run_cli("healthcheck", "--commit", "HEAD")
+    assert result.returncode == 2 and "--commit: 'HEAD' is not a commit" in result.stderr
