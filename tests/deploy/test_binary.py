@@ -274,7 +274,7 @@ def test_release_names_cannot_leave_releases(droplet, base, releases):
                 ">/opt/evil/hello && chmod 755 /opt/evil/hello")
     result = deploy(droplet, "rollback", "-r", "../../evil")
     assert result.returncode == 2 and "--release: '../../evil' is not" in result.stderr
-    for name in ("../../evil", "../evil", "/opt/evil", "1.0.0-aaaaaaaaaaaa/../../../evil"):
+    for name in ("../../evil", "../evil", "/opt/evil", "9.9.9-aaaaaaaaaaaa/../../../evil"):
         result = agent(droplet, "rollback", f"'{name}'")
         assert result.returncode == 1, result.stderr
         assert "is not <version>-<12 hex digits of the commit>" in result.stderr, result.stderr

@@ -67,7 +67,7 @@ def test_top_level_and_healthcheck_help():
     result = run_cli("--help")
     assert result.returncode == 0
     text = _words(result.stdout)
-    assert text.startswith("usage: hello [-h] [--version] {serve,healthcheck,version} ...")
+    assert text.startswith("usage: hello [-h] [--version] {serve,healthcheck,version,check-env} ...")
     for line in ("A tiny HTTP service for checking deployments.",
                  "serve serve HTTP (the default)",
                  "healthcheck exit 0 if the local server's /healthz answers 200",
