@@ -205,7 +205,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("body_timeout", _duration_between(0, 3600), 60.0,
            "close a connection whose request body has not arrived this long after its head"),
     Option("connection_limit", _int_in(1, 100_000, "a connection count"), 1000,
-           "open connections at most; past it a new one evicts the stalest unfinished request"),
+           "open connections at most; past it a new one evicts the stalest unfinished request"
+           " (or sheds the newest queued one with 503)"),
     Option("random_delay", _delay_range, (0.0, 0.0),
            "delay / and /whoami by a random MIN-MAX (like 10ms-500ms)", shown_default="off"),
     Option("random_error", _rate, 0.0, "answer / and /whoami with 500 at this rate (0-1)"),

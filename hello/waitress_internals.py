@@ -82,6 +82,10 @@ MAINTENANCE_SECONDS = 1.0
 # Past the limit with nothing evictable (every connection has a request being
 # served), a few more connections are still accepted so a probe is not refused.
 CONNECTION_HEADROOM = 16
+# Health requests answered in the loop thread per read of a connection; the rest of a
+# pipelined batch goes to the workers (one read can hold hundreds of requests, and
+# answering them all in one turn made every other connection wait: probes took 0.5 s).
+LOOP_ANSWERS_PER_READ = 4
 ACCEPT_BATCH = 128
 _FIRST_LINE_KEPT = 8192
 
@@ -89,6 +93,12 @@ _FIRST_LINE_KEPT = 8192
 class VersionNotSupported(Error):
     code = 505
     reason = "HTTP Version Not Supported"
+
+
+class Overloaded(Error):
+    """A queued request turned away at the connection limit (with Retry-After)."""
+    code = 503
+    reason = "Service Unavailable"
 
 
 class HelloParser(HTTPRequestParser):
@@ -186,6 +196,8 @@ class LoggedErrorTask(ErrorTask):
 
     def execute(self):
         self.response_headers.append(("X-Content-Type-Options", "nosniff"))
+        if isinstance(self.request.error, Overloaded):
+            self.response_headers.append(("Retry-After", "1"))
         started = time.perf_counter()
         super().execute()
         writer = getattr(self.channel.server, "hello_writer", None)
@@ -219,11 +231,14 @@ class HelloChannel(HTTPChannel):
         result = super().received(data)
         # Health requests are served here, in the loop thread, outside the lock
         # that received() holds while it queues requests (service() takes it too).
-        answered = False
+        answered = 0
         while self.loop_service_pending and self.requests and self.connected:
             self.loop_service_pending = False
+            if answered == LOOP_ANSWERS_PER_READ:
+                self.server.to_workers(self)  # a pipelined batch: the rest waits its turn
+                break
             self.service()
-            answered = True
+            answered += 1
         if answered and self.connected:
             self._send_now()
         return result
@@ -319,7 +334,10 @@ class HelloServer(TcpWSGIServer):
         if threading.current_thread() is self._loop_thread and _answered_in_loop(channel.requests[0]):
             channel.loop_service_pending = True
         else:
-            super().add_task(channel)
+            self.to_workers(channel)
+
+    def to_workers(self, channel) -> None:
+        super().add_task(channel)
 
     def readable(self):
         """Listen always: at the limit, handle_accept makes room instead."""
@@ -348,8 +366,9 @@ class HelloServer(TcpWSGIServer):
                     evictable = self._evictable()
                 if not self._evict_one(evictable) and (
                         self._open_connections()
-                        >= self.adj.connection_limit + CONNECTION_HEADROOM):
-                    conn.close()  # nothing to evict and no headroom left: refuse it
+                        >= self.adj.connection_limit + CONNECTION_HEADROOM
+                        ) and not self._shed_newest_queued():
+                    conn.close()  # nothing to evict or shed, no headroom left: refuse it
                     continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
             channel.read_if_waiting()
@@ -376,6 +395,24 @@ class HelloServer(TcpWSGIServer):
                 self.evictions += 1
                 return True
         return False
+
+    def _shed_newest_queued(self) -> bool:
+        """Every connection has a request: turn away the newest one still waiting for a
+        worker with a 503 (it has not started, and the older ones are served first),
+        so a health probe always gets in however long the queue is."""
+        dispatcher = self.task_dispatcher
+        with dispatcher.lock:
+            if not dispatcher.queue:
+                return False
+            channel = dispatcher.queue.pop()  # no worker can take it now: it is ours
+        channel.requests[0].error = Overloaded("the server is at its connection limit")
+        channel.service()
+        if channel.connected:
+            channel._send_now()
+        channel.evicted = True
+        self._evicting.append(channel)
+        self.evictions += 1
+        return True
 
     def maintenance(self, now):
         super().maintenance(now)  # --channel-timeout: idle keep-alive connections
