@@ -10,6 +10,7 @@ balancer would; every probe must succeed and p99 must stay under 100 ms.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import time
 
 import pytest
 
+from hello.logs import STDOUT_QUEUE_LINES
 from tests.conftest import ROOT, Service, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
 
@@ -253,3 +255,35 @@ def test_a_full_connection_limit_of_queued_requests_does_not_lock_health_out(ser
     finally:
         for sock in holders:
             sock.close()
+
+
+def test_a_stdout_nobody_reads_does_not_stop_serving_or_draining():
+    """A log reader that stalls (its pipe fills after ~400 access lines) must cost log
+    lines, not the service: requests and /healthz are answered, SIGTERM still drains."""
+    reader, writer = os.pipe()  # nobody ever reads `reader`
+    try:
+        process, port = start_raw(stdout=writer)
+    finally:
+        os.close(writer)
+    try:
+        wait_until(lambda: process.poll() is not None or timed_get(port, "/healthz", 0.5),
+                   20, what="/healthz")
+        for index in range(600):  # the pipe is full after ~400
+            assert timed_get(port, "/", 2.0) is not None, f"request {index} hung"
+        flood = subprocess.run([sys.executable, "-m", "tests.server.pipeliners", str(port), "2",
+                                "/", "4"], check=True, cwd=ROOT, capture_output=True, text=True,
+                               timeout=30)
+        answers = int(flood.stdout.split()[-1])
+        assert answers > STDOUT_QUEUE_LINES, answers  # more lines than the queue holds
+        assert timed_get(port, "/healthz", PROBE_TIMEOUT) is not None
+        process.terminate()
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        os.close(reader)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    dropped = [json.loads(line) for line in err.splitlines() if "dropped" in line]
+    assert 1 <= len(dropped) <= 3, err
