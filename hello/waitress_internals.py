@@ -10,7 +10,8 @@ pin the same version.
 What is here, and why:
 - HelloParser: the RFC 9112 edges waitress 3.0.2 lets through. A request with
   both Content-Length and Transfer-Encoding (or Transfer-Encoding in HTTP/1.0) is
-  a 400 and the connection closes (§6.3: request smuggling); HTTP versions other
+  a 400 and the connection closes (§6.3: request smuggling), and so is chunked named
+  twice (§6.1; waitress decodes it once); HTTP versions other
   than 1.0/1.1 get 505; HTTP/1.1 without exactly one Host gets 400 (§3.2). It also
   stamps when a request's first byte and its head's end arrived, for the deadlines,
   and keeps the real request line of a 431 for the access log.
@@ -65,7 +66,12 @@ if _found != WAITRESS_VERSION:
 from waitress import wasyncore  # noqa: E402
 from waitress.adjustments import Adjustments  # noqa: E402
 from waitress.channel import HTTPChannel  # noqa: E402
-from waitress.parser import HTTPRequestParser, crack_first_line  # noqa: E402
+from waitress.parser import (  # noqa: E402
+    HTTPRequestParser,
+    ParsingError,
+    crack_first_line,
+    get_header_lines,
+)
 from waitress.server import TcpWSGIServer  # noqa: E402
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask  # noqa: E402
 from waitress.utilities import (  # noqa: E402
@@ -157,8 +163,9 @@ class HelloParser(HTTPRequestParser):
 
     def parse_header(self, header_plus: bytes) -> None:
         had_te = b"\ntransfer-encoding:" in header_plus.lower().replace(b" ", b"")
+        codings = self._transfer_codings(header_plus) if had_te else []
         super().parse_header(header_plus)
-        problem = self._framing_problem(had_te)
+        problem = self._framing_problem(had_te, codings.count(b"chunked") > 1)
         if problem is not None:
             self.error = problem
             self.connection_close = True
@@ -166,9 +173,26 @@ class HelloParser(HTTPRequestParser):
             self.chunked = False
             self.content_length = 0
 
-    def _framing_problem(self, had_te: bool) -> Error | None:
+    @staticmethod
+    def _transfer_codings(header_plus: bytes) -> list[bytes]:
+        """Every coding of every Transfer-Encoding line (waitress joins and pops them)."""
+        try:
+            lines = get_header_lines(header_plus.partition(b"\r\n")[2])
+        except ParsingError:
+            return []  # waitress refuses the head itself
+        codings = []
+        for line in lines:
+            name, sep, value = line.partition(b":")
+            if sep and name.lower() == b"transfer-encoding":
+                codings += [coding.strip(b" \t").lower() for coding in value.split(b",")
+                            if coding.strip(b" \t")]
+        return codings
+
+    def _framing_problem(self, had_te: bool, chunked_twice: bool = False) -> Error | None:
         if self.version not in ("1.0", "1.1", ""):
             return VersionNotSupported(f"HTTP/{self.version} is not supported; use HTTP/1.1")
+        if chunked_twice:  # RFC 9112 6.1: applied once; waitress would decode it once
+            return BadRequest("Transfer-Encoding names chunked more than once")
         if had_te and ("CONTENT_LENGTH" in self.headers or self.version != "1.1"):
             return BadRequest("Transfer-Encoding with Content-Length or in HTTP/1.0")
         host = self.headers.get("HOST")
