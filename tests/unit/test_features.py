@@ -25,7 +25,7 @@ def test_status_answers_the_code_asked_for(code):
     assert response.get_json() == {"status": code}
 
 
-@pytest.mark.parametrize("code", [204, 304])
+@pytest.mark.parametrize("code", [204, 205, 304])  # RFC 9110 15.3.6: no content in a 205 either
 def test_status_without_a_body(code):
     response = client_for().get(f"/status/{code}")
     assert (response.status_code, response.data) == (code, b"")
