@@ -19,8 +19,11 @@ What is here, and why:
   thread, so busy workers cannot starve them; the header/body deadlines are
   enforced every second; at the connection limit a new connection evicts the
   stalest one still sending its request instead of waiting behind it, so 1000 slow
-  clients cannot lock a health probe out; poll() instead of select(), which fails
-  past fd 1023.
+  clients cannot lock a health probe out; when every connection has a request
+  (nothing to evict) and the headroom is used, the newest request still queued for
+  a worker is answered 503 instead; at most LOOP_ANSWERS_PER_READ pipelined health
+  requests are answered in the loop per read; poll() instead of select(), which
+  fails past fd 1023.
 - drain steps: accept what the kernel queued and stop listening; close idle
   keep-alive connections.
 """
@@ -429,8 +432,9 @@ class HelloServer(TcpWSGIServer):
             if not dispatcher.queue:
                 return False
             channel = dispatcher.queue.pop()  # no worker can take it now: it is ours
-        channel.requests[0].error = Overloaded("the server is at its connection limit")
-        channel.service()
+        if channel.requests:  # (none if it was cancelled meanwhile)
+            channel.requests[0].error = Overloaded("the server is at its connection limit")
+            channel.service()
         if channel.connected:
             channel._send_now()
         channel.evicted = True
