@@ -90,6 +90,11 @@ def _duration_between(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+# `hello healthcheck --timeout`: above 0 (0 makes the socket non-blocking) and within
+# what a socket timeout takes (99999999999 s was an OverflowError traceback).
+check_timeout = _duration_between(0, 3600)
+
+
 def _host(text: str) -> str:
     """An IP address, or a name made of DNS labels (whether it resolves is checked at bind)."""
     try:
