@@ -91,7 +91,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
             return jsonify(error=f"code: {code[:16]!r} is not a status from 200 to 599",
                            status=400), 400
         number = int(code)
-        if number in (204, 304):  # these carry no body, so no type either (RFC 9110)
+        if number in (204, 205, 304):  # these carry no content, so no type either (RFC 9110)
             response = Response(status=number)
             del response.headers["Content-Type"]
             return response

@@ -52,7 +52,8 @@ def _build_parser() -> argparse.ArgumentParser:
     target.add_argument("--url", help="URL to probe (default /healthz on $HELLO_HOST, or "
                         "127.0.0.1 when that is a wildcard, and the serve port)")
     target.add_argument("--port", help="local port to probe (default $HELLO_PORT, $PORT or 8080)")
-    check.add_argument("--timeout", default="2s", help="give up after this long (default 2s)")
+    check.add_argument("--timeout", default="2s",
+                       help="give up after this long, at most 1h (default 2s)")
     check.add_argument("--own", metavar="PATH", help="probe 127.0.0.1:<port>PATH and pass only if "
                        "a process of this container answered (tasks sharing a port with "
                        "--reuse-port; see hello/ownprobe.py)")
@@ -78,7 +79,7 @@ def _healthcheck(args, env) -> int:
     from hello.healthcheck import local_url, parse_url, probe
 
     try:
-        timeout = config.parse_duration(args.timeout)
+        timeout = config.check_timeout(args.timeout)
     except ValueError as error:
         return _usage_error(f"--timeout: {args.timeout!r} {error}")
     if args.own is not None:

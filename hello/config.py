@@ -90,6 +90,11 @@ def _duration_between(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+# `hello healthcheck --timeout`: above 0 (0 makes the socket non-blocking) and within
+# what a socket timeout takes (99999999999 s was an OverflowError traceback).
+check_timeout = _duration_between(0, 3600)
+
+
 def _host(text: str) -> str:
     """An IP address, or a name made of DNS labels (whether it resolves is checked at bind)."""
     try:
@@ -205,7 +210,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("body_timeout", _duration_between(0, 3600), 60.0,
            "close a connection whose request body has not arrived this long after its head"),
     Option("connection_limit", _int_in(1, 100_000, "a connection count"), 1000,
-           "open connections at most; past it a new one evicts the stalest unfinished request"),
+           "open connections at most; past it a new one evicts the stalest unfinished request"
+           " (or sheds the newest queued one with 503)"),
     Option("random_delay", _delay_range, (0.0, 0.0),
            "delay / and /whoami by a random MIN-MAX (like 10ms-500ms)", shown_default="off"),
     Option("random_error", _rate, 0.0, "answer / and /whoami with 500 at this rate (0-1)"),

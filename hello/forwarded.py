@@ -1,8 +1,9 @@
 """The client's address behind trusted proxies (--trusted-proxies), for the access log.
 
 Only a peer inside a trusted network may speak for the client: then the address
-chain of `Forwarded` (RFC 7239), or else `X-Forwarded-For`, is walked from the
-right, skipping trusted hops, and the first untrusted address is the client. An
+chain of `Forwarded` (RFC 7239) and of `X-Forwarded-For` is walked from the
+right, skipping trusted hops, and the first untrusted address is the client (if
+both headers are there and name different clients, neither is believed). An
 untrusted peer's headers are ignored (anyone can send them), and so is anything
 that is not an IP address.
 
@@ -30,29 +31,45 @@ def _trusted(address, networks) -> bool:
     return address is not None and any(address in network for network in networks)
 
 
-def _chain(environ) -> list[str]:
-    forwarded = environ.get("HTTP_FORWARDED")
-    if forwarded:
-        hops = []
-        for element in forwarded.split(","):
-            match = _FOR.search(element)
-            hops.append(match.group(1) if match else "")
-        return hops
-    return [hop.strip() for hop in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+def _forwarded_chain(forwarded: str) -> list[str]:
+    hops = []
+    for element in forwarded.split(","):
+        match = _FOR.search(element)
+        hops.append(match.group(1) if match else "")
+    return hops
 
 
-def client_address(environ, networks) -> str | None:
-    """REMOTE_ADDR, or the client a trusted proxy names."""
-    peer = environ.get("REMOTE_ADDR")
-    if not networks or not _trusted(_address(peer or ""), networks):
-        return peer
-    for hop in reversed(_chain(environ)):
+def _xff_chain(forwarded_for: str) -> list[str]:
+    return [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+
+
+def _client_in(chain: list[str], peer: str | None, networks) -> str | None:
+    for hop in reversed(chain):
         address = _address(hop)
         if address is None:
             return peer  # a malformed hop: trust nothing past it
         if not _trusted(address, networks):
             return str(address)
     return peer
+
+
+def client_address(environ, networks) -> str | None:
+    """REMOTE_ADDR, or the client a trusted proxy names.
+
+    With both headers, they must name the same client: a proxy usually writes one
+    and passes the other on as the client sent it (nginx and DigitalOcean's load
+    balancer write X-Forwarded-For), so either may be the client's own invention.
+    """
+    peer = environ.get("REMOTE_ADDR")
+    if not networks or not _trusted(_address(peer or ""), networks):
+        return peer
+    chains = []
+    if environ.get("HTTP_FORWARDED"):
+        chains.append(_forwarded_chain(environ["HTTP_FORWARDED"]))
+    if environ.get("HTTP_X_FORWARDED_FOR", "").strip(", \t"):
+        chains.append(_xff_chain(environ["HTTP_X_FORWARDED_FOR"]))
+    clients = {_client_in(chain, peer, networks) for chain in chains}
+    return clients.pop() if len(clients) == 1 else peer
 
 
 FORWARDING_HEADERS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST",

@@ -8,7 +8,11 @@ Values come from clients (paths, methods), so no value may break a line: JSON
 escapes them, and text lines are logfmt, where a value with a space, quote, `=`
 or control character is quoted with its escapes (`path="/a\nlevel=error"`).
 If stdout goes away (a closed pipe), one line on stderr says so and stdout lines
-are dropped from then on: the service keeps serving and still drains.
+are dropped from then on: the service keeps serving and still drains. If stdout
+stalls (a pipe nobody reads is full after ~64 KiB), `hello serve`'s lines wait in
+a bounded queue that a thread of their own writes out (queued=True), and past
+STDOUT_QUEUE_LINES they are dropped and counted on stderr: a stalled log reader
+used to block every request, /healthz included, and SIGTERM's drain.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import re
 import sys
 import threading
@@ -25,6 +30,8 @@ from datetime import UTC, datetime
 from hello.forwarded import CLIENT_KEY
 
 _BARE = re.compile(r"[!#-<>-~]+")  # printable ASCII without space, '"' and '='
+STDOUT_QUEUE_LINES = 2000  # ~0.5 MB; a reader that keeps up never fills it
+DROPPED_REPORT_SECONDS = 10.0  # at most one "lines dropped" line on stderr per this long
 
 
 def logfmt_value(value) -> str:
@@ -36,11 +43,19 @@ def logfmt_value(value) -> str:
 
 
 class LogWriter:
-    def __init__(self, log_format: str = "json", out=None, err=None):
+    THREAD_NAME = "hello-stdout"  # the writer of a queued stdout; it lives until exit
+
+    def __init__(self, log_format: str = "json", out=None, err=None, queued: bool = False):
         self.log_format = log_format
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._lock = threading.Lock()
+        self._queue: queue.Queue[str] | None = None
+        self._dropped = 0
+        self._dropped_reported_at = -DROPPED_REPORT_SECONDS
+        if queued:
+            self._queue = queue.Queue(STDOUT_QUEUE_LINES)
+            threading.Thread(target=self._write_queued, name=self.THREAD_NAME, daemon=True).start()
 
     def format(self, fields: dict) -> str:
         """One line, without taking the lock (a signal handler may need it)."""
@@ -51,6 +66,9 @@ class LogWriter:
 
     def _write(self, stream, fields: dict) -> None:
         line = self.format(fields)
+        if self._queue is not None and stream is not None and stream is self.out:
+            self._enqueue(line)
+            return
         with self._lock:
             if stream is None:
                 return
@@ -59,6 +77,44 @@ class LogWriter:
                 stream.flush()
             except (BrokenPipeError, ValueError, OSError) as error:
                 self._lost(stream, error)
+
+    def _enqueue(self, line: str) -> None:
+        try:
+            self._queue.put_nowait(line)
+            return
+        except queue.Full:
+            pass
+        now = time.monotonic()
+        with self._lock:
+            self._dropped += 1
+            if now - self._dropped_reported_at < DROPPED_REPORT_SECONDS:
+                return
+            self._dropped_reported_at, dropped, self._dropped = now, self._dropped, 0
+        self.warning("stdout is not being read; its log lines are dropped", dropped=dropped)
+
+    def _write_queued(self) -> None:
+        """The one writer of a queued stdout: raw writes (no buffer lock for a stuck
+        write to hold at exit), blocking only this thread when nobody reads."""
+        while True:
+            line = self._queue.get()
+            stream = self.out
+            try:
+                if stream is not None:
+                    data = (line + "\n").encode()
+                    while data:
+                        data = data[os.write(stream.fileno(), data):]
+            except (OSError, ValueError) as error:
+                with self._lock:
+                    self._lost(stream, error)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float) -> None:
+        """Wait (at most timeout) until queued stdout lines are written."""
+        deadline = time.monotonic() + timeout
+        while (self._queue is not None and self._queue.unfinished_tasks
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
 
     def _lost(self, stream, error: Exception) -> None:
         """A closed stdout costs one stderr line; stderr lost costs nothing more."""

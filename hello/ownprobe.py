@@ -9,7 +9,8 @@ the answer, finds the server's end of it in /proc/net/tcp, and checks that a
 process it can see holds that socket. In a container /proc shows only the
 container's own PID namespace, so "a process I can see" is "my own server".
 
-Linux only, IPv4 loopback; http.client is not used because the check needs the
+Linux only, IPv4 loopback (a server listening on `::` takes it too: its end is
+then in /proc/net/tcp6, as ::ffff:127.0.0.1); http.client is not used because the check needs the
 socket's local port while the server still holds its end (HTTP/1.1 keep-alive).
 """
 
@@ -26,14 +27,28 @@ def _hex_endpoint(address: str, port: int) -> str:
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"
 
 
-def _socket_inode(local: str, remote: str, table: str = "/proc/net/tcp") -> int | None:
-    """Inode of the socket whose ends are local -> remote, if a process accepted it."""
-    with open(table, encoding="ascii") as rows:
-        next(rows)
-        for row in rows:
-            fields = row.split()
-            if fields[1] == local and fields[2] == remote and fields[9] != "0":
-                return int(fields[9])
+def _hex_endpoint6(address: str, port: int) -> str:
+    """/proc/net/tcp6's spelling of an IPv4 endpoint seen by a dual-stack socket
+    (::ffff:a.b.c.d): four 32-bit words, each little-endian hex, then the port."""
+    packed = socket.inet_pton(socket.AF_INET6, "::ffff:" + address)
+    words = (int.from_bytes(packed[i:i + 4], "little") for i in range(0, 16, 4))
+    return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
+
+
+def _socket_inode(server: tuple[str, int], client: tuple[str, int],
+                  tables: tuple[str, str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> int | None:
+    """Inode of the socket whose ends are server -> client, if a process accepted it."""
+    for table, spell in zip(tables, (_hex_endpoint, _hex_endpoint6), strict=True):
+        local, remote = spell(*server), spell(*client)
+        try:
+            with open(table, encoding="ascii") as rows:
+                next(rows)
+                for row in rows:
+                    fields = row.split()
+                    if fields[1] == local and fields[2] == remote and fields[9] != "0":
+                        return int(fields[9])
+        except FileNotFoundError:  # a kernel without IPv6
+            continue
     return None
 
 
@@ -74,7 +89,7 @@ def _ask(port: int, path: str, deadline: float) -> tuple[str, bool]:
                 raise ConnectionError("connection closed before an answer")
             head += chunk
         mine = conn.getsockname()
-        inode = _socket_inode(_hex_endpoint("127.0.0.1", port), _hex_endpoint(mine[0], mine[1]))
+        inode = _socket_inode(("127.0.0.1", port), (mine[0], mine[1]))
         owned = inode is not None and _held_by_visible_process(inode)
     return head.split(b"\r\n", 1)[0].decode("latin-1"), owned
 

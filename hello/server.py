@@ -40,6 +40,8 @@ SPARE_FDS = 64 + waitress_internals.ACCEPT_BATCH
 # A connection accepted just before the drain may not have sent its request yet;
 # idle connections get this long before they are closed, so that request is served.
 IDLE_GRACE_SECONDS = 0.5
+# At exit, queued stdout lines get this long to be written (a stalled reader may never take them).
+FLUSH_SECONDS = 2.0
 
 
 class _ErrorsToWriter(logging.Handler):
@@ -205,14 +207,22 @@ class Server:
         self._call_in_loop(lambda: waitress_internals.close_all(server), timeout=1.0)
         self._loop.join(2.0)
         self.waitress.task_dispatcher.shutdown(timeout=1.0)
-        others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+        others = [t.name for t in threading.enumerate()
+                  if t is not threading.current_thread() and t.name != LogWriter.THREAD_NAME]
         self.writer.event("stopped", drained_ms=round((time.monotonic() - started) * 1000),
                           threads_left=len(others))
         return 0
 
 
 def serve(settings, writer: LogWriter | None = None) -> int:
-    writer = writer or LogWriter(settings.log_format)
+    writer = writer or LogWriter(settings.log_format, queued=True)
+    try:
+        return _serve(settings, writer)
+    finally:
+        writer.flush(FLUSH_SECONDS)
+
+
+def _serve(settings, writer: LogWriter) -> int:
     handler = _ErrorsToWriter(writer)
     for name in ("waitress", "hello"):
         logger = logging.getLogger(name)

@@ -10,7 +10,8 @@ pin the same version.
 What is here, and why:
 - HelloParser: the RFC 9112 edges waitress 3.0.2 lets through. A request with
   both Content-Length and Transfer-Encoding (or Transfer-Encoding in HTTP/1.0) is
-  a 400 and the connection closes (§6.3: request smuggling); HTTP versions other
+  a 400 and the connection closes (§6.3: request smuggling), and so is chunked named
+  twice (§6.1; waitress decodes it once); HTTP versions other
   than 1.0/1.1 get 505; HTTP/1.1 without exactly one Host gets 400 (§3.2). It also
   stamps when a request's first byte and its head's end arrived, for the deadlines,
   and keeps the real request line of a 431 for the access log.
@@ -18,8 +19,11 @@ What is here, and why:
   thread, so busy workers cannot starve them; the header/body deadlines are
   enforced every second; at the connection limit a new connection evicts the
   stalest one still sending its request instead of waiting behind it, so 1000 slow
-  clients cannot lock a health probe out; poll() instead of select(), which fails
-  past fd 1023.
+  clients cannot lock a health probe out; when every connection has a request
+  (nothing to evict) and the headroom is used, the newest request still queued for
+  a worker is answered 503 instead; at most LOOP_ANSWERS_PER_READ pipelined health
+  requests are answered in the loop per read; poll() instead of select(), which
+  fails past fd 1023.
 - drain steps: accept what the kernel queued and stop listening; close idle
   keep-alive connections.
 """
@@ -65,7 +69,12 @@ if _found != WAITRESS_VERSION:
 from waitress import wasyncore  # noqa: E402
 from waitress.adjustments import Adjustments  # noqa: E402
 from waitress.channel import HTTPChannel  # noqa: E402
-from waitress.parser import HTTPRequestParser, crack_first_line  # noqa: E402
+from waitress.parser import (  # noqa: E402
+    HTTPRequestParser,
+    ParsingError,
+    crack_first_line,
+    get_header_lines,
+)
 from waitress.server import TcpWSGIServer  # noqa: E402
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask  # noqa: E402
 from waitress.utilities import (  # noqa: E402
@@ -82,6 +91,10 @@ MAINTENANCE_SECONDS = 1.0
 # Past the limit with nothing evictable (every connection has a request being
 # served), a few more connections are still accepted so a probe is not refused.
 CONNECTION_HEADROOM = 16
+# Health requests answered in the loop thread per read of a connection; the rest of a
+# pipelined batch goes to the workers (one read can hold hundreds of requests, and
+# answering them all in one turn made every other connection wait: probes took 0.5 s).
+LOOP_ANSWERS_PER_READ = 4
 ACCEPT_BATCH = 128
 _FIRST_LINE_KEPT = 8192
 
@@ -89,6 +102,12 @@ _FIRST_LINE_KEPT = 8192
 class VersionNotSupported(Error):
     code = 505
     reason = "HTTP Version Not Supported"
+
+
+class Overloaded(Error):
+    """A queued request turned away at the connection limit (with Retry-After)."""
+    code = 503
+    reason = "Service Unavailable"
 
 
 class HelloParser(HTTPRequestParser):
@@ -147,8 +166,9 @@ class HelloParser(HTTPRequestParser):
 
     def parse_header(self, header_plus: bytes) -> None:
         had_te = b"\ntransfer-encoding:" in header_plus.lower().replace(b" ", b"")
+        codings = self._transfer_codings(header_plus) if had_te else []
         super().parse_header(header_plus)
-        problem = self._framing_problem(had_te)
+        problem = self._framing_problem(had_te, codings.count(b"chunked") > 1)
         if problem is not None:
             self.error = problem
             self.connection_close = True
@@ -156,9 +176,26 @@ class HelloParser(HTTPRequestParser):
             self.chunked = False
             self.content_length = 0
 
-    def _framing_problem(self, had_te: bool) -> Error | None:
+    @staticmethod
+    def _transfer_codings(header_plus: bytes) -> list[bytes]:
+        """Every coding of every Transfer-Encoding line (waitress joins and pops them)."""
+        try:
+            lines = get_header_lines(header_plus.partition(b"\r\n")[2])
+        except ParsingError:
+            return []  # waitress refuses the head itself
+        codings = []
+        for line in lines:
+            name, sep, value = line.partition(b":")
+            if sep and name.lower() == b"transfer-encoding":
+                codings += [coding.strip(b" \t").lower() for coding in value.split(b",")
+                            if coding.strip(b" \t")]
+        return codings
+
+    def _framing_problem(self, had_te: bool, chunked_twice: bool = False) -> Error | None:
         if self.version not in ("1.0", "1.1", ""):
             return VersionNotSupported(f"HTTP/{self.version} is not supported; use HTTP/1.1")
+        if chunked_twice:  # RFC 9112 6.1: applied once; waitress would decode it once
+            return BadRequest("Transfer-Encoding names chunked more than once")
         if had_te and ("CONTENT_LENGTH" in self.headers or self.version != "1.1"):
             return BadRequest("Transfer-Encoding with Content-Length or in HTTP/1.0")
         host = self.headers.get("HOST")
@@ -186,6 +223,8 @@ class LoggedErrorTask(ErrorTask):
 
     def execute(self):
         self.response_headers.append(("X-Content-Type-Options", "nosniff"))
+        if isinstance(self.request.error, Overloaded):
+            self.response_headers.append(("Retry-After", "1"))
         started = time.perf_counter()
         super().execute()
         writer = getattr(self.channel.server, "hello_writer", None)
@@ -219,11 +258,14 @@ class HelloChannel(HTTPChannel):
         result = super().received(data)
         # Health requests are served here, in the loop thread, outside the lock
         # that received() holds while it queues requests (service() takes it too).
-        answered = False
+        answered = 0
         while self.loop_service_pending and self.requests and self.connected:
             self.loop_service_pending = False
+            if answered == LOOP_ANSWERS_PER_READ:
+                self.server.to_workers(self)  # a pipelined batch: the rest waits its turn
+                break
             self.service()
-            answered = True
+            answered += 1
         if answered and self.connected:
             self._send_now()
         return result
@@ -319,7 +361,10 @@ class HelloServer(TcpWSGIServer):
         if threading.current_thread() is self._loop_thread and _answered_in_loop(channel.requests[0]):
             channel.loop_service_pending = True
         else:
-            super().add_task(channel)
+            self.to_workers(channel)
+
+    def to_workers(self, channel) -> None:
+        super().add_task(channel)
 
     def readable(self):
         """Listen always: at the limit, handle_accept makes room instead."""
@@ -348,8 +393,9 @@ class HelloServer(TcpWSGIServer):
                     evictable = self._evictable()
                 if not self._evict_one(evictable) and (
                         self._open_connections()
-                        >= self.adj.connection_limit + CONNECTION_HEADROOM):
-                    conn.close()  # nothing to evict and no headroom left: refuse it
+                        >= self.adj.connection_limit + CONNECTION_HEADROOM
+                        ) and not self._shed_newest_queued():
+                    conn.close()  # nothing to evict or shed, no headroom left: refuse it
                     continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
             channel.read_if_waiting()
@@ -376,6 +422,25 @@ class HelloServer(TcpWSGIServer):
                 self.evictions += 1
                 return True
         return False
+
+    def _shed_newest_queued(self) -> bool:
+        """Every connection has a request: turn away the newest one still waiting for a
+        worker with a 503 (it has not started, and the older ones are served first),
+        so a health probe always gets in however long the queue is."""
+        dispatcher = self.task_dispatcher
+        with dispatcher.lock:
+            if not dispatcher.queue:
+                return False
+            channel = dispatcher.queue.pop()  # no worker can take it now: it is ours
+        if channel.requests:  # (none if it was cancelled meanwhile)
+            channel.requests[0].error = Overloaded("the server is at its connection limit")
+            channel.service()
+        if channel.connected:
+            channel._send_now()
+        channel.evicted = True
+        self._evicting.append(channel)
+        self.evictions += 1
+        return True
 
     def maintenance(self, now):
         super().maintenance(now)  # --channel-timeout: idle keep-alive connections

@@ -64,3 +64,27 @@ def test_usage_is_exit_2(tmp_path):
     assert checksums().returncode == 2
     assert checksums("verify", str(tmp_path)).returncode == 2
     assert checksums("check", str(tmp_path / "nope")).returncode == 2
+
+
+@pytest.mark.parametrize("name", ["../outside", "/etc/hostname", "sub/inner"])
+def test_a_line_naming_a_file_outside_the_folder_is_refused(dist, name):
+    """SHA256SUMS is about DIR's own files: a line that reaches elsewhere (it checks
+    out, and `N files match` counted it) is a forged or wrong file, refused."""
+    (dist / "sub").mkdir()
+    (dist / "sub" / "inner").write_bytes(b"inner")
+    (dist.parent / "outside").write_bytes(b"outside")
+    line = subprocess.run(["sha256sum", name], cwd=dist, capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    with (dist / "SHA256SUMS").open("a") as sums:
+        sums.write(line)
+    result = checksums("check", str(dist))
+    assert result.returncode == 1, result.stderr
+    assert "not a file of" in result.stderr
+
+
+def test_a_file_name_with_a_newline_is_refused_by_write_with_one_line(dist):
+    (dist / "new\nline").write_bytes(b"?")
+    result = checksums("write", str(dist))
+    assert result.returncode == 1
+    assert result.stderr.startswith("checksums: ") and result.stderr.count("\n") == 1, result.stderr
+    assert not (dist / "SHA256SUMS.tmp").exists()

@@ -172,3 +172,14 @@ def test_the_config_refuses_a_droplet_with_another_host_key(tmp_path, host_key, 
     assert ssh.returncode == 255
     assert "reached" not in ssh.stdout
     assert "Host key verification failed" in ssh.stderr
+
+
+@pytest.mark.parametrize("image", ["-rf", "--volume=/:/host", ""])
+def test_verify_image_binary_takes_no_option_as_an_image(image):
+    """An IMAGE that docker would read as an option (or nothing) is a usage error,
+    before any engine is asked (DOCKER_HOST points nowhere: contact would be exit 1)."""
+    result = subprocess.run([str(ROOT / "build" / "verify-image-binary"), image],
+                            env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"},
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("verify-image-binary: ") and result.stderr.count("\n") == 1

@@ -10,7 +10,9 @@ balancer would; every probe must succeed and p99 must stay under 100 ms.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ import time
 
 import pytest
 
+from hello.logs import STDOUT_QUEUE_LINES
 from tests.conftest import ROOT, Service, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
 
@@ -192,3 +195,95 @@ def test_pipelined_health_behind_a_slow_request_keeps_order(serve_unfrozen):
                         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert statuses(reply) == [200, 200]
     assert reply.index(b"waited_seconds") < reply.rindex(b'"status":"ok"')
+
+
+@pytest.mark.slow
+def test_pipelined_health_floods_do_not_stall_the_loop(serve_unfrozen):
+    """Health is answered in the loop thread: a client pipelining thousands of /healthz
+    per write must not make the loop serve them all in one turn while probes wait."""
+    service = serve_unfrozen("--no-access-log")
+    flood = subprocess.Popen([sys.executable, "-m", "tests.server.pipeliners", str(service.port),
+                              "4", "/healthz", "7"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: flood.stdout.readline().startswith("connected"), 15,
+                   what="4 pipelining connections")
+        time.sleep(1.0)
+        running = threading.Event()
+        running.set()
+        probes: list[float | None] = []
+        prober = threading.Thread(target=lambda: probes.extend(
+            probe_while(service.port, running, 0.05)))
+        prober.start()
+        time.sleep(4.0)
+        running.clear()
+        prober.join(10)
+        answers = int(flood.communicate(timeout=15)[0].split()[-1])
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait(5)
+    assert answers > 1000, answers  # the flood was served, not refused
+    assert_healthy(probes, at_least=30)
+
+
+@pytest.mark.slow
+def test_a_full_connection_limit_of_queued_requests_does_not_lock_health_out(serve_unfrozen):
+    """Every connection at the limit has a request waiting for a busy worker: none is
+    idle or slow, so none can be evicted; a probe must still get in (and be answered),
+    and what is turned away gets a 503, not a silent close."""
+    service = serve_unfrozen("--connection-limit", "40", "--threads", "2", "--no-access-log")
+    holders = []
+    try:
+        for _ in range(80):  # 2 asleep in workers, the rest queued behind them
+            sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            sock.sendall(b"GET /whoami?wait=20s HTTP/1.1\r\nHost: x\r\n\r\n")
+            holders.append(sock)
+        time.sleep(1.0)
+        probes = [timed_get(service.port, "/healthz", PROBE_TIMEOUT) for _ in range(20)]
+        assert_healthy(probes, at_least=20)
+        shed = []
+        for sock in holders[2:]:
+            sock.settimeout(0.05)
+            try:
+                shed.append(sock.recv(4096))
+            except TimeoutError:
+                continue
+        turned_away = [reply for reply in shed if reply]
+        assert turned_away, "nothing was shed, yet probes got in?"
+        assert all(statuses(reply) == [503] and b"Retry-After: " in reply
+                   for reply in turned_away), turned_away[:2]
+    finally:
+        for sock in holders:
+            sock.close()
+
+
+def test_a_stdout_nobody_reads_does_not_stop_serving_or_draining():
+    """A log reader that stalls (its pipe fills after ~400 access lines) must cost log
+    lines, not the service: requests and /healthz are answered, SIGTERM still drains."""
+    reader, writer = os.pipe()  # nobody ever reads `reader`
+    try:
+        process, port = start_raw(stdout=writer)
+    finally:
+        os.close(writer)
+    try:
+        wait_until(lambda: process.poll() is not None or timed_get(port, "/healthz", 0.5),
+                   20, what="/healthz")
+        for index in range(600):  # the pipe is full after ~400
+            assert timed_get(port, "/", 2.0) is not None, f"request {index} hung"
+        flood = subprocess.run([sys.executable, "-m", "tests.server.pipeliners", str(port), "2",
+                                "/", "4"], check=True, cwd=ROOT, capture_output=True, text=True,
+                               timeout=30)
+        answers = int(flood.stdout.split()[-1])
+        assert answers > STDOUT_QUEUE_LINES, answers  # more lines than the queue holds
+        assert timed_get(port, "/healthz", PROBE_TIMEOUT) is not None
+        process.terminate()
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        os.close(reader)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    dropped = [json.loads(line) for line in err.splitlines() if "dropped" in line]
+    assert 1 <= len(dropped) <= 3, err

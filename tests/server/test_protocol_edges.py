@@ -31,6 +31,18 @@ def test_transfer_encoding_in_http_1_0_is_400_and_closes(serve_unfrozen):
     assert closed
 
 
+@pytest.mark.parametrize("te", [b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                                b"Transfer-Encoding: chunked, chunked"])
+def test_chunked_twice_is_400_and_closes(serve_unfrozen, te):
+    """RFC 9112 6.1: chunked is applied once. Decoding "chunked, chunked" once (what
+    waitress does) reads another body than a front end that decodes it twice."""
+    service = serve_unfrozen()
+    reply, closed = exchange(service.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + te +
+                             b"\r\n\r\n1\r\nx\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert statuses(reply) == [400], reply[:200]
+    assert closed
+
+
 @pytest.mark.parametrize("version", [b"2.0", b"9.9", b"0.9"])
 def test_unsupported_http_versions_get_505(serve_unfrozen, version):
     service = serve_unfrozen()

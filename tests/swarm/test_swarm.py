@@ -48,6 +48,9 @@ ZEROS = "0" * 64
     ["unix:///run/x.sock", "--image", "sha256:abc"],
     ["unix:///run/x.sock"],                                         # no --image
     ["tcp://10.0.0.1:2375", "--image", f"sha256:{ZEROS}"],           # the API unencrypted
+    ["ssh://-Fx@host", "--image", f"sha256:{ZEROS}"],                # an option to ssh, not a host
+    ["ssh://-oProxyCommand", "--image", f"sha256:{ZEROS}"],
+    ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--load", "ssh://u@-v"],
     ["unix:///run/x.sock", "--image", f"r/hello@sha256:{ZEROS}", "--load", "unix:///run/y.sock"],
     ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--stack", "Bad Name"],
     ["unix:///run/x.sock", "--image", f"sha256:{ZEROS}", "--timeout", "soon"],

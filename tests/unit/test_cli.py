@@ -24,6 +24,11 @@ def run_cli(*args, env=None):
     (["--drain-timeout", "soon"], {}, "--drain-timeout: 'soon' is not a duration"),
     (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
     (["healthcheck", "--timeout", "x"], {}, "--timeout: 'x' is not a duration"),
+    # a traceback (OverflowError in settimeout), and a 0 that no check can meet
+    (["healthcheck", "--port", "1", "--timeout", "99999999999"], {}, "--timeout: '99999999999'"),
+    (["healthcheck", "--port", "1", "--own", "/readyz", "--timeout", "99999999999"], {},
+     "--timeout: '99999999999'"),
+    (["healthcheck", "--port", "1", "--timeout", "0"], {}, "--timeout: '0'"),
     (["healthcheck", "--port", "99999"], {}, "--port: '99999' is not a port number"),
     (["healthcheck", "--port", "1", "--url", "http://x"], {}, "not allowed with argument"),
 ])

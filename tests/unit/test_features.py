@@ -25,7 +25,7 @@ def test_status_answers_the_code_asked_for(code):
     assert response.get_json() == {"status": code}
 
 
-@pytest.mark.parametrize("code", [204, 304])
+@pytest.mark.parametrize("code", [204, 205, 304])  # RFC 9110 15.3.6: no content in a 205 either
 def test_status_without_a_body(code):
     response = client_for().get(f"/status/{code}")
     assert (response.status_code, response.data) == (code, b"")
@@ -148,8 +148,14 @@ NETS = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "::1/128"))
     ({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "1.1.1.1, 203.0.113.9, 10.0.0.7"}, "203.0.113.9"),
     ({"REMOTE_ADDR": "198.51.100.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}, "198.51.100.1"),
     ({"REMOTE_ADDR": "10.0.0.5", "HTTP_FORWARDED": 'for="[2001:db8::1]:4711";proto=http'}, "2001:db8::1"),
+    # both, naming different clients: one was passed through from the client (nginx or
+    # DO's load balancer write X-Forwarded-For and pass a client's Forwarded on): trust neither
+    ({"REMOTE_ADDR": "10.0.0.5", "HTTP_FORWARDED": "for=6.6.6.6",
+      "HTTP_X_FORWARDED_FOR": "203.0.113.9"}, "10.0.0.5"),
     ({"REMOTE_ADDR": "10.0.0.5", "HTTP_FORWARDED": "for=203.0.113.9",
-      "HTTP_X_FORWARDED_FOR": "6.6.6.6"}, "203.0.113.9"),
+      "HTTP_X_FORWARDED_FOR": "6.6.6.6"}, "10.0.0.5"),
+    ({"REMOTE_ADDR": "10.0.0.5", "HTTP_FORWARDED": "for=203.0.113.9",
+      "HTTP_X_FORWARDED_FOR": "203.0.113.9"}, "203.0.113.9"),
     ({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "not-an-ip"}, "10.0.0.5"),
     ({"REMOTE_ADDR": "10.0.0.5"}, "10.0.0.5"),
 ])

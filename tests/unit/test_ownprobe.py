@@ -39,9 +39,9 @@ def _cmd(argv: list[str]) -> str:
     return " ".join(f"'{arg}'" for arg in argv)
 
 
-def _serve_then_check(port: int, *serve_args: str) -> str:
+def _serve_then_check(port: int, *serve_args: str, host: str = "127.0.0.1") -> str:
     """Shell: start a server here, wait for it by the --own check, check once more."""
-    serve = _cmd(python_hello("serve", "--host", "127.0.0.1", "--port", str(port), *serve_args))
+    serve = _cmd(python_hello("serve", "--host", host, "--port", str(port), *serve_args))
     check = _cmd(python_hello("healthcheck", "--port", str(port), "--own", "/readyz"))
     return (f"{serve} >/dev/null 2>&1 & for i in $(seq 200); do {check} >/dev/null 2>&1 && break; "
             f"sleep 0.05; done; {check}; status=$?; kill %1; wait; exit $status")
@@ -49,6 +49,14 @@ def _serve_then_check(port: int, *serve_args: str) -> str:
 
 def test_own_server_in_the_same_pid_namespace_passes(pidns):
     result = _in_new_pidns(_serve_then_check(free_port()))
+    assert result.returncode == 0, result.stderr
+    assert "200 from this container's own server" in result.stdout
+
+
+def test_own_dual_stack_server_passes(pidns):
+    """`--host ::` takes 127.0.0.1 too; the kernel lists its end of the probe's
+    connection in /proc/net/tcp6 (as ::ffff:127.0.0.1), not /proc/net/tcp."""
+    result = _in_new_pidns(_serve_then_check(free_port(), host="::"))
     assert result.returncode == 0, result.stderr
     assert "200 from this container's own server" in result.stdout
 
