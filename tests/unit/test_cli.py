@@ -83,7 +83,7 @@ def test_top_level_and_healthcheck_help():
     for line in ("--url URL URL to probe (default /healthz on $HELLO_HOST, or 127.0.0.1 when "
                  "that is a wildcard, and the serve port)",
                  "--port PORT local port to probe (default $HELLO_PORT, $PORT or 8080)",
-                 "--timeout TIMEOUT give up after this long (default 2s)"):
+                 "--timeout TIMEOUT give up after this long, at most 1h (default 2s)"):
         assert line in text, line
 
 
