@@ -4,7 +4,7 @@ import json
 import time
 import urllib.request
 
-from tests.conftest import http_get
+from tests.conftest import http_get, wait_until
 from tests.server.rawhttp import exchange, statuses
 
 
@@ -29,10 +29,14 @@ def test_routes_and_headers_through_the_server(serve_unfrozen):
     assert headers["X-Env"] == "test" and headers["Cache-Control"] == "no-store"
     status, headers, body = post(service.url + "/echo", b'{"a": 1}', "application/json")
     assert (status, body, headers["Content-Type"]) == (200, b'{"a": 1}', "application/json")
-    status, headers, body = http_get(service.url + "/metrics")
+    status, headers, _ = http_get(service.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert b'hello_requests_total{route="/status/<code>",method="GET",status="418"} 1' in body
-    assert b'hello_requests_total{route="/echo",method="POST",status="200"} 1' in body
+    # A request is counted once its body has been sent, which may be just after the
+    # client has read it: poll (a few ms) rather than read /metrics once.
+    counted = (b'hello_requests_total{route="/status/<code>",method="GET",status="418"} 1',
+               b'hello_requests_total{route="/echo",method="POST",status="200"} 1')
+    wait_until(lambda: all(line in http_get(service.url + "/metrics")[2] for line in counted),
+               5.0, what="both requests counted in /metrics")
 
 
 def test_readiness_switch_needs_admin(serve_unfrozen):
