@@ -21,7 +21,12 @@ MAX_BODY_BYTES = 64 * 1024  # /healthz answers a few bytes; never read more than
 
 def parse_url(url: str) -> urllib.parse.SplitResult:
     """The parts of an http:// URL; ValueError (a usage error) for anything else."""
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        raise ValueError(f"{url!r} has spaces or control characters")  # urlsplit drops some
     parts = urllib.parse.urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # a probe needs no credentials, and they would be printed in its one line
+        raise ValueError("a URL with user:password@ is not allowed")
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
     except ValueError:

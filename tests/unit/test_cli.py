@@ -31,6 +31,8 @@ def run_cli(*args, env=None):
     (["healthcheck", "--port", "1", "--timeout", "0"], {}, "--timeout: '0'"),
     (["healthcheck", "--port", "99999"], {}, "--port: '99999' is not a port number"),
     (["healthcheck", "--port", "1", "--url", "http://x"], {}, "not allowed with argument"),
+    (["healthcheck", "--url", "http://127.0.0.1:1/\nx"], {}, "has spaces or control characters"),
+    (["healthcheck", "--url", "http://u:secret@127.0.0.1:1/"], {}, "user:password@ is not allowed"),
 ])
 def test_bad_input_is_exit_2_and_one_line(args, env, needle):
     result = run_cli(*args, env=env)
