@@ -296,6 +296,9 @@ def check_env_lines(lines) -> list[tuple[str, str]]:
         if key not in known:
             raise ConfigError(f"line {number}: {key} is not PORT or a HELLO_* setting "
                               f"({', '.join(sorted(known))})")
+        if any(char < " " and char != "\t" or char == "\x7f" for char in value):
+            raise ConfigError(f"line {number}: {key}: control characters are not allowed "
+                              "(systemd ends a line at CR, docker does not)")
         if any(char in value for char in "\"'\\"):
             raise ConfigError(f"line {number}: {key}: quotes and backslashes are not allowed "
                               "(systemd and docker read them differently)")

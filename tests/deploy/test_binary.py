@@ -342,6 +342,30 @@ def test_drain_timeout_in_minutes_is_given_its_time(droplet, base, releases):
     serving(droplet, new)
 
 
+def test_a_port_in_use_fails_the_deploy_and_the_old_port_keeps_serving(droplet, base, releases):
+    """Finding (review 2): a --port another process holds (or that a local user takes
+    while hello.socket restarts) stopped hello.service and hello.socket, then could not
+    listen: nothing served any more, the drop-in named the dead port, and <base>/port
+    saved it for the next deploy. Now the old port is put back and serves."""
+    old, new = releases
+    ensure(droplet, base, new)
+    busy = 8090
+    droplet.ssh(f"systemd-run --quiet --unit r2-busy --socket-property=ListenStream={busy} /bin/true")
+    try:
+        result = deploy(droplet, "binary", "-a", str(old.path), "-p", str(busy))
+        status = agent(droplet, "status")
+    finally:
+        droplet.ssh("systemctl stop r2-busy.socket", check=False)
+    assert result.returncode == 1, result.stderr
+    assert f"port {busy}" in last_line(result) and "8080" in last_line(result), last_line(result)
+    assert f"current: releases/{new.name}" in status.stdout, status.stdout
+    serving(droplet, new)
+    assert (base / "port").read_text().strip() == str(PORT)
+    again = deploy(droplet, "binary", "-a", str(old.path))  # on the saved port
+    assert again.returncode == 0, again.stderr
+    serving(droplet, old)
+
+
 def test_base_must_be_a_root_only_path(droplet):
     for bad in ("//", "/opt/../../etc", "relative", "/opt/./hello"):
         result = subprocess.run([str(DEPLOY), "binary", "droplet", "-b", bad], capture_output=True,

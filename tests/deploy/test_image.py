@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import require
-from tests.deploy.conftest import Poller, deploy, report, tree
+from tests.conftest import ROOT, require, wait_until
+from tests.deploy.conftest import DEPLOY, Poller, deploy, report, tree
 
 pytestmark = [pytest.mark.droplet, pytest.mark.engine, pytest.mark.slow]
 
@@ -97,11 +97,57 @@ def test_failing_image_is_removed_and_old_serves_throughout(droplet, base, env, 
     report(record_property, "failing image", poller.summary())
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "did not answer as commit" in last and "kept serving throughout" in last, last
+    assert "did not answer on port 8081 itself" in last and "kept serving throughout" in last, last
     assert poller.failures == [], poller.summary()
     assert droplet.commit(PORT) == images["new"].commit
     assert active(base) == before
     assert hello_containers(droplet) == [f"{before[0]} running"]
+
+
+def test_a_redeploy_of_the_same_commit_is_not_proven_by_the_old_container(droplet, base, env, images):
+    """Finding (review 2): both containers share the port (SO_REUSEPORT), and the probe
+    asked 127.0.0.1:PORT for a commit the old one has too. Redeploying the same image
+    to apply a hello.env that makes it listen elsewhere (HELLO_HOST=127.0.0.2) passed
+    on the old container's answer, then stopped it: nothing served on the port."""
+    ensure(droplet, base, env, images["old"])
+    before = active(base)
+    (base / "hello.env").write_text("HELLO_HOST=127.0.0.2\n")
+    try:
+        result = image_deploy(droplet, env, "-a", images["old"].tag, "-t", "5")
+    finally:
+        (base / "hello.env").unlink()
+    assert result.returncode == 1, result.stderr
+    assert "kept serving throughout" in result.stderr.strip().splitlines()[-1], result.stderr
+    assert active(base) == before
+    assert hello_containers(droplet) == [f"{before[0]} running"]
+    assert droplet.commit(PORT) == images["old"].commit
+
+
+def test_a_deploy_killed_half_way_leaves_no_container_behind(droplet, base, env, images, releases):
+    """Finding (review 2): a deploy killed while its new container was on trial left
+    that container running (--restart unless-stopped) beside the active one, sharing
+    the port and named nowhere; the next deploys never removed it."""
+    ensure(droplet, base, env, images["old"])
+    # The new build, serving on another port: it runs but never answers on PORT.
+    tar = subprocess.Popen(["tar", "-C", str(releases[1].path.parent), "-c", "hello"],
+                           stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-c", 'ENTRYPOINT ["/hello"]',
+                    "-c", 'CMD ["serve", "--port", "9999"]', "-", "hello-deploy-test:elsewhere"],
+                   stdin=tar.stdout, check=True, capture_output=True, env={**os.environ, **env}, timeout=120)
+    assert tar.wait() == 0
+    running = subprocess.Popen([str(DEPLOY), "image", "droplet", "-F", str(droplet.ssh_config), "-b", BASE,
+                                "-a", "hello-deploy-test:elsewhere", "-t", "120"], cwd=ROOT,
+                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: len(hello_containers(droplet)) == 2, 120, interval=0.2, what="the new container")
+        holder = (base / "lock.holder").read_text().split()[1].rstrip(",")
+        droplet.ssh(f"kill -KILL {holder}")
+    finally:
+        running.communicate(timeout=60)
+    result = image_deploy(droplet, env, "-a", images["new"].tag)
+    assert result.returncode == 0, result.stderr
+    assert hello_containers(droplet) == [f"{active(base)[0]} running"]
+    assert droplet.commit(PORT) == images["new"].commit
 
 
 def test_cut_image_upload_leaves_the_service_untouched(droplet, base, env, images, cut_docker_save):

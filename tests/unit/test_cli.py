@@ -182,6 +182,19 @@ def test_check_env_exits_2_naming_the_bad_line(tmp_path, text, needle):
     assert result.stderr.count("\n") == 1 and str(env) in result.stderr
 
 
+@pytest.mark.parametrize("text", ["HELLO_MESSAGE=hi\rLD_PRELOAD=/x.so\n", "HELLO_MESSAGE=a\0b\n",
+                                  "PORT=8080\r\n"])
+def test_check_env_refuses_control_characters_that_end_a_line_for_systemd(text):
+    """Finding (review 2): stdin is read without newline translation, so a CR stayed
+    inside a HELLO_MESSAGE value, while systemd's EnvironmentFile ends the line at CR:
+    the LD_PRELOAD after it passed the check and reached the service's environment."""
+    result = subprocess.run([sys.executable, "-m", "hello", "check-env", "-"], input=text.encode(),
+                            capture_output=True, cwd=ROOT, timeout=30, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().startswith("hello: stdin line 1: ")
+    assert b"control character" in result.stderr and result.stderr.count(b"\n") == 1
+
+
 def test_check_env_reads_stdin_and_reports_a_missing_file(tmp_path):
     result = subprocess.run([sys.executable, "-m", "hello", "check-env", "-"], input="PORT=x\n",
                             capture_output=True, text=True, cwd=ROOT, timeout=30, check=False)
