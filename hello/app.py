@@ -20,6 +20,13 @@ from hello.config import MAX_WAIT_SECONDS, parse_duration
 # Routes that --random-delay and --random-error may touch; never health or admin.
 INJECTABLE = frozenset({"index", "whoami"})
 _STATUS_CODE = re.compile(r"[2-5][0-9][0-9]")
+# The header each of these codes MUST carry (RFC 9110 15.5.2, 15.5.6, 15.5.8): a
+# client that checks for it (curl, an HTTP library's auth handler) gets it.
+_REQUIRED_HEADERS = {
+    401: {"WWW-Authenticate": 'Basic realm="hello"'},
+    405: {"Allow": "GET, HEAD, OPTIONS"},
+    407: {"Proxy-Authenticate": 'Basic realm="hello"'},
+}
 
 
 def _openapi_document() -> bytes:
@@ -95,7 +102,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
             response = Response(status=number)
             del response.headers["Content-Type"]
             return response
-        return jsonify(status=number), number
+        return jsonify(status=number), number, _REQUIRED_HEADERS.get(number, {})
 
     @app.post("/echo")
     def echo():

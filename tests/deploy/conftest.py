@@ -285,7 +285,7 @@ def wrong_host_key_configs(droplet, tmp_path_factory) -> dict[str, pathlib.Path]
     """ssh configs whose known_hosts has another key for the droplet, or none."""
     folder = tmp_path_factory.mktemp("hostkeys")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "other")],
-                   check=True)
+                   check=True, timeout=30)
     other = (folder / "other.pub").read_text().split()[:2]
     configs = {}
     for case, known in (("changed", f"{droplet.address} {' '.join(other)}\n"), ("unknown", "")):
@@ -327,7 +327,7 @@ def images(local_engine, releases, tmp_path_factory) -> dict[str, Image]:
         subprocess.run(["docker", "import", "-c", 'ENTRYPOINT ["/hello"]', "-c", f'CMD ["{cmd}"]',
                         "-", tag], stdin=tar.stdout, check=True, capture_output=True,
                        env={**os.environ, "DOCKER_HOST": local_engine}, timeout=120)
-        assert tar.wait() == 0
+        assert tar.wait(timeout=60) == 0
         made[name] = Image(tag, release.commit)
     return made
 

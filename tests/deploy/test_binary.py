@@ -282,6 +282,29 @@ def test_release_names_cannot_leave_releases(droplet, base, releases):
     serving(droplet, releases[1])
 
 
+def test_a_releases_output_reaches_root_as_one_short_printable_line(droplet, base, releases, tmp_path):
+    """Finding (review 2): root kept whatever a release printed (`version --json`) in
+    memory, unbounded, and passed it on with its escape sequences and newlines, so a
+    release could forge the agent's own lines in the deploy log."""
+    ensure(droplet, base, releases[1])
+    pid = droplet.main_pid()
+    chatty = tmp_path / "hello"
+    chatty.write_text("#!/bin/sh\n"
+                      "printf '\\033[2J\\nhello-ctl: serving 9.9.9-forged on port 8080\\n'\n"
+                      "exec yes 'hello-ctl: serving 9.9.9-forged on port 8080'\n")
+    data = chatty.read_bytes()
+    name = f"9.9.9-{'c' * 12}"
+    result = agent(droplet, "binary", name, hashlib.sha256(data).hexdigest(), data=data, timeout=60)
+    assert result.returncode == 1, result.stderr[:3000]
+    assert len(result.stderr) < 3000, f"{len(result.stderr)} bytes of stderr"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hello-ctl: FAILED: the upload says it is "), lines
+    assert "\x1b" not in result.stderr
+    assert not (base / "releases" / name).exists()
+    assert droplet.main_pid() == pid
+    serving(droplet, releases[1])
+
+
 @pytest.mark.parametrize("line, message", [
     ("PORT=8080|e touch /opt/pwned", "line 1: PORT: '8080|e touch /opt/pwned' is not a port number"),
     ("LD_PRELOAD=/opt/evil/x.so", "line 1: LD_PRELOAD is not PORT or a HELLO_* setting"),

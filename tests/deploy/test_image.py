@@ -10,6 +10,7 @@ hello-ctl drives it from inside and `--network host` containers share its ports.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -20,6 +21,7 @@ from tests.deploy.conftest import DEPLOY, Poller, deploy, report, tree
 pytestmark = [pytest.mark.droplet, pytest.mark.engine, pytest.mark.slow]
 
 PORT = 8081
+UID = 61000  # hello-ctl's containers: no account on the droplet has it
 BASE = "/opt/hello-image"
 
 
@@ -62,7 +64,7 @@ def ensure(droplet, base, env, image) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_first_image_deploy_serves_it_as_nobody_read_only(droplet, base, env, images):
+def test_first_image_deploy_serves_it_as_a_uid_of_its_own_read_only(droplet, base, env, images):
     result = image_deploy(droplet, env, "-a", images["old"].tag, "-p", str(PORT))
     assert result.returncode == 0, result.stderr
     assert droplet.commit(PORT) == images["old"].commit
@@ -71,7 +73,40 @@ def test_first_image_deploy_serves_it_as_nobody_read_only(droplet, base, env, im
     assert hello_containers(droplet) == [f"{name} running"]
     flags = droplet.ssh(f"docker inspect -f '{{{{.Config.User}}}} {{{{.HostConfig.ReadonlyRootfs}}}} "
                         f"{{{{.HostConfig.RestartPolicy.Name}}}} {{{{.HostConfig.CapDrop}}}}' {name}").stdout
-    assert flags.split() == ["65534:65534", "true", "unless-stopped", "[ALL]"], flags
+    assert flags.split() == [f"{UID}:{UID}", "true", "unless-stopped", "[ALL]"], flags
+
+
+def test_a_host_process_cannot_join_the_containers_port(droplet, base, env, images, releases, tmp_path):
+    """Finding (review 2): the containers ran as nobody (65534) on the host network with
+    SO_REUSEPORT, so any process of the host's nobody could bind the same port and take
+    a share of the connections."""
+    ensure(droplet, base, env, images["old"])
+    shutil.copy2(releases[0].path, droplet.root / "tmp" / "hello-as-nobody")
+    try:
+        result = droplet.ssh("timeout 20 setpriv --reuid 65534 --regid 65534 --clear-groups "
+                             f"/tmp/hello-as-nobody serve --port {PORT} --reuse-port",
+                             check=False, timeout=60)
+    finally:
+        (droplet.root / "tmp" / "hello-as-nobody").unlink()
+    assert result.returncode not in (0, 124), "nobody joined the port: " + result.stderr
+    assert "in use" in result.stderr, result.stderr
+    assert droplet.commit(PORT) == images["old"].commit
+
+
+def test_a_host_account_with_the_containers_uid_stops_the_deploy(droplet, base, env, images):
+    ensure(droplet, base, env, images["old"])
+    before = active(base)
+    droplet.ssh(f"useradd --uid {UID} --no-create-home --shell /usr/sbin/nologin intruder")
+    try:
+        result = image_deploy(droplet, env, "-a", images["new"].tag)
+    finally:
+        droplet.ssh("userdel intruder")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"uid {UID} is an account on this host (intruder)" in last and "nothing changed" in last, last
+    assert active(base) == before
+    assert hello_containers(droplet) == [f"{before[0]} running"]
+    assert droplet.commit(PORT) == images["old"].commit
 
 
 def test_newer_image_is_deployed_without_a_failed_request(droplet, base, env, images, record_property):
@@ -134,7 +169,7 @@ def test_a_deploy_killed_half_way_leaves_no_container_behind(droplet, base, env,
     subprocess.run(["docker", "import", "-c", 'ENTRYPOINT ["/hello"]',
                     "-c", 'CMD ["serve", "--port", "9999"]', "-", "hello-deploy-test:elsewhere"],
                    stdin=tar.stdout, check=True, capture_output=True, env={**os.environ, **env}, timeout=120)
-    assert tar.wait() == 0
+    assert tar.wait(timeout=60) == 0
     running = subprocess.Popen([str(DEPLOY), "image", "droplet", "-F", str(droplet.ssh_config), "-b", BASE,
                                 "-a", "hello-deploy-test:elsewhere", "-t", "120"], cwd=ROOT,
                                env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -154,7 +189,7 @@ def test_cut_image_upload_leaves_the_service_untouched(droplet, base, env, image
     ensure(droplet, base, env, images["new"])
     # A tag the droplet does not have yet, so a damaged load has something to damage.
     subprocess.run(["docker", "tag", images["old"].tag, "hello-deploy-test:cut"],
-                   env={**os.environ, **env}, check=True, capture_output=True)
+                   env={**os.environ, **env}, check=True, capture_output=True, timeout=60)
     droplet.ssh("docker image rm hello-deploy-test:cut", check=False)
     before = active(base)
     result = image_deploy(droplet, {**env, "PATH": f"{cut_docker_save}:{os.environ['PATH']}"},

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from hello.logs import STDOUT_QUEUE_LINES
-from tests.conftest import ROOT, Service, free_port, http_get, python_hello, wait_until
+from tests.conftest import ROOT, Service, child_env, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
 
 PROBE_TIMEOUT = 1.0
@@ -112,7 +112,7 @@ def start_raw(*args: str, stdout=subprocess.PIPE) -> tuple[subprocess.Popen, int
     process = subprocess.Popen(
         python_hello("serve", "--host", "127.0.0.1", "--port", str(port), *args),
         cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        env=child_env({"PATH": "/usr/bin:/bin"}))
     return process, port
 
 

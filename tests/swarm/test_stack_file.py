@@ -16,6 +16,8 @@ from tests.conftest import ROOT, require
 
 STACK = ROOT / "deploy" / "swarm" / "stack.yml"
 IMAGE = "sha256:" + "0" * 64
+# Tasks share the port on the host network: a uid no node account has (not nobody).
+HOST_NETWORK_USER = "61000:61000"
 
 
 def _client_with_stack_config() -> str | None:
@@ -73,8 +75,8 @@ def stack_findings(doc: dict) -> list[str]:
     grace = float(str(service.get("stop_grace_period", "10s")).rstrip("s"))
     if grace <= float(env.get("HELLO_DRAIN_TIMEOUT", 10)):
         out.append("stop_grace_period must exceed HELLO_DRAIN_TIMEOUT")
-    if service.get("read_only") is not True or service.get("user") != "65534:65534":
-        out.append("read_only: true and user 65534:65534")
+    if service.get("read_only") is not True or service.get("user") != HOST_NETWORK_USER:
+        out.append(f"read_only: true and user {HOST_NETWORK_USER} (no host account: reuse-port)")
     test = service.get("healthcheck", {}).get("test", [])
     if "--own" not in test or test[test.index("--own") + 1] != "/readyz":
         out.append("the healthcheck must be `hello healthcheck --own /readyz` (tasks share the port)")
@@ -108,6 +110,7 @@ BREAKS = {
     "grace under the drain": lambda d: _svc(d).update(stop_grace_period="5s"),
     "writable root": lambda d: _svc(d).update(read_only=False),
     "root user": lambda d: _svc(d).update(user="0:0"),
+    "nobody, whose host processes could join the port": lambda d: _svc(d).update(user="65534:65534"),
     "plain healthcheck": lambda d: _svc(d)["healthcheck"].update(
         test=["CMD", "/hello", "healthcheck", "--port", "8080"]),
     "compose tmpfs": lambda d: _svc(d).update(tmpfs=["/tmp"]),

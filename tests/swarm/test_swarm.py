@@ -67,13 +67,14 @@ def test_initial_deploy_by_image_id(swarm, releases):
     assert "updated: every task" in result.stderr.splitlines()[-1]
     for k in (1, 2, 3):
         assert wait_until(lambda k=k: _answers(swarm, k), 30, 0.2, f"node {k}") == "Hello World!"
-    # What runs is the image by ID, read-only, as nobody, with the stack's limits.
+    # What runs is the image by ID, read-only, as a uid no node account has (61000:
+    # tasks share the port), with the stack's limits.
     node = swarm.docker(2)
     container = node.out("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={SERVICE}")
     info = node.inspect(container.splitlines()[0])
     assert info["Image"] == releases.v1
     assert info["HostConfig"]["ReadonlyRootfs"] is True
-    assert info["Config"]["User"] == "65534:65534"
+    assert info["Config"]["User"] == "61000:61000"
     assert info["HostConfig"]["NetworkMode"] == "host"
     assert info["HostConfig"]["Memory"] > 0
     again = swarm.deploy(releases.v1)
@@ -156,7 +157,7 @@ def test_node_lost_mid_update_others_keep_answering(swarm, releases, pollers):
     finally:
         if deploy.poll() is None:
             deploy.kill()
-            deploy.communicate()
+            deploy.communicate(timeout=60)
     reports = group.stop()
     _assert_no_failures(reports, [1, 2])
     assert reports[2]["failed"] > 0  # node 3 really went away

@@ -32,6 +32,22 @@ def test_status_without_a_body(code):
     assert "Content-Type" not in response.headers
 
 
+@pytest.mark.parametrize("code, header, value", [
+    (401, "WWW-Authenticate", 'Basic realm="hello"'),
+    (405, "Allow", "GET, HEAD, OPTIONS"),
+    (407, "Proxy-Authenticate", 'Basic realm="hello"'),
+])
+def test_status_sends_the_header_its_code_requires(code, header, value):
+    response = client_for().get(f"/status/{code}")
+    assert (response.status_code, response.headers.get(header)) == (code, value)
+    assert response.get_json() == {"status": code}
+
+
+def test_status_sends_no_auth_challenge_with_other_codes():
+    headers = client_for().get("/status/403").headers
+    assert not {"WWW-Authenticate", "Allow", "Proxy-Authenticate"} & set(headers.keys())
+
+
 @pytest.mark.parametrize("code", ["199", "600", "100", "abc", "0200", "2000", "\u0662\u0660\u0660"])
 def test_status_outside_200_599_is_400(code):
     response = client_for().get(f"/status/{code}")

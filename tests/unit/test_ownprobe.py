@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, free_port, http_status, python_hello, require, wait_until
+from tests.conftest import ROOT, child_env, free_port, http_status, python_hello, require, wait_until
 
 
 def _can_unshare() -> bool:
@@ -32,7 +32,7 @@ def pidns():
 def _in_new_pidns(script: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
                           check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, **child_env()})
 
 
 def _cmd(argv: list[str]) -> str:
@@ -67,7 +67,7 @@ def test_own_server_sharing_the_port_with_another_passes(pidns):
     port = free_port()
     outside = subprocess.Popen(python_hello("serve", "--host", "127.0.0.1", "--port", str(port),
                                             "--reuse-port"),
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               cwd=ROOT, env={**os.environ, **child_env()},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 30, what="server")
@@ -82,7 +82,7 @@ def test_own_server_sharing_the_port_with_another_passes(pidns):
 def test_answer_from_a_server_in_another_pid_namespace_fails(pidns):
     port = free_port()
     server = subprocess.Popen(python_hello("serve", "--host", "127.0.0.1", "--port", str(port)),
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              cwd=ROOT, env={**os.environ, **child_env()},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 30, what="server")
@@ -100,7 +100,7 @@ def test_answer_from_a_server_in_another_pid_namespace_fails(pidns):
 def test_own_with_nothing_listening_fails():
     result = subprocess.run(python_hello("healthcheck", "--port", str(free_port()), "--own", "/readyz"),
                             check=False, capture_output=True, text=True, timeout=30, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, **child_env()})
     assert result.returncode == 1
     assert "refused" in result.stderr.lower()
 
@@ -110,6 +110,6 @@ def test_own_with_nothing_listening_fails():
 def test_own_bad_usage_is_exit_2(args):
     result = subprocess.run([sys.executable, "-m", "hello", "healthcheck", *args],
                             check=False, capture_output=True, text=True, timeout=30, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, **child_env()})
     assert result.returncode == 2
     assert result.stderr.startswith("hello: ") and result.stderr.count("\n") == 1

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, child_env, free_port
 
 
 def run_serve(*args, env=None):
     return subprocess.run([sys.executable, "-m", "hello", "serve", *args], capture_output=True,
                           check=False, cwd=ROOT, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})})
+                          env=child_env({"PATH": "/usr/bin:/bin", **(env or {})}))
 
 
 def assert_usage(result, needle: bytes):
