@@ -84,18 +84,19 @@ def _healthcheck(args, env) -> int:
         return _usage_error(f"--timeout: {args.timeout!r} {error}")
     if args.own is not None:
         return _own_healthcheck(args, env, timeout)
-    url, source = args.url, "--url"
-    if url is None:
+    url = args.url
+    if url is None:  # the local server's own address: host and port are checked here
         try:
             port = config.resolve(config.option_named("port"), args.port, env)
             host = config.resolve(config.option_named("host"), None, env)
         except config.ConfigError as error:
             return _usage_error(str(error))
-        url, source = local_url(host, port), "HELLO_HOST"
-    try:
-        parse_url(url)
-    except ValueError as error:
-        return _usage_error(f"{source}: {error}")
+        url = local_url(host, port)
+    else:
+        try:
+            parse_url(url)
+        except ValueError as error:
+            return _usage_error(f"--url: {error}")
     commit = args.commit
     if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         return _usage_error(f"--commit: {commit!r} is not a commit (7-40 hex digits)")

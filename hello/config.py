@@ -246,7 +246,8 @@ def resolve(option: Option, flag_value: object, env: Mapping[str, str]) -> objec
     if isinstance(raw, bool):  # --access-log / --no-access-log
         return raw
     if option.repeatable:
-        values = raw if isinstance(raw, list) else str(raw).splitlines()
+        # One per line; not splitlines(), which also ends a line at \x0b, \x0c, \x1c...
+        values = raw if isinstance(raw, list) else str(raw).split("\n")
         return tuple(_parse_one(option, source, str(value)) for value in values if value)
     return _parse_one(option, source, str(raw))
 
@@ -259,9 +260,9 @@ def _parse_one(option: Option, source: str, raw: str) -> object:
 
 
 def _shown(raw: str) -> str:
-    """The bad value as it was given, quoted, cut short, without raw control bytes."""
-    text = raw if len(raw) <= 80 else raw[:77] + "..."
-    return ascii(text) if not text.isprintable() or not text.isascii() else repr(text)
+    """The bad value as it was given, quoted, cut short, without raw control bytes:
+    ascii() is repr() with every non-ASCII character escaped too."""
+    return ascii(raw if len(raw) <= 80 else raw[:77] + "...")
 
 
 def option_named(name: str) -> Option:

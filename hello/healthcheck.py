@@ -57,7 +57,7 @@ class _DeadlineSocket(socket.socket):
     def _left(self) -> None:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("deadline passed")
+            raise TimeoutError  # http.client reports it as a timeout
         self.settimeout(left)
 
     def recv_into(self, *args, **kwargs):
@@ -77,7 +77,7 @@ class _DeadlineConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         super().connect()
         plain = self.sock
-        self.sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        self.sock = _DeadlineSocket(fileno=plain.detach())  # family, type: from the fd
         self.sock.deadline = self.deadline
 
 
@@ -106,7 +106,8 @@ def _get(url: str, timeout: float, deadline: float) -> tuple[bool, str, bytes]:
     parts = parse_url(url)
     connection = _DeadlineConnection(parts.hostname, parts.port or 80, deadline=deadline)
     try:
-        connection.request("GET", parts.path or "/", headers={"User-Agent": "hello-healthcheck"})
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers={"User-Agent": "hello-healthcheck"})
         response = connection.getresponse()
         status = response.status
         body = response.read(MAX_BODY_BYTES)
