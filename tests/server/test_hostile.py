@@ -250,7 +250,7 @@ def test_a_full_connection_limit_of_queued_requests_does_not_lock_health_out(ser
                 continue
         turned_away = [reply for reply in shed if reply]
         assert turned_away, "nothing was shed, yet probes got in?"
-        assert all(statuses(reply) == [503] and b"Retry-After: " in reply
+        assert all(statuses(reply) == [503] and b"\r\nRetry-After: 1\r\n" in reply
                    for reply in turned_away), turned_away[:2]
     finally:
         for sock in holders:
