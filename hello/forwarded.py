@@ -66,8 +66,9 @@ def client_address(environ, networks) -> str | None:
     chains = []
     if environ.get("HTTP_FORWARDED"):
         chains.append(_forwarded_chain(environ["HTTP_FORWARDED"]))
-    if environ.get("HTTP_X_FORWARDED_FOR", "").strip(", \t"):
-        chains.append(_xff_chain(environ["HTTP_X_FORWARDED_FOR"]))
+    forwarded_for = _xff_chain(environ.get("HTTP_X_FORWARDED_FOR", ""))
+    if forwarded_for:
+        chains.append(forwarded_for)
     clients = {_client_in(chain, peer, networks) for chain in chains}
     return clients.pop() if len(clients) == 1 else peer
 
