@@ -332,7 +332,6 @@ class HelloServer(TcpWSGIServer):
         self.body_timeout = body_timeout
         self.hello_draining = threading.Event()
         self.hello_writer = writer
-        self.evictions = 0
         self._evicting: list[HelloChannel] = []  # closed when the loop's turn ends
         super().__init__(application, {}, True, sock, dispatcher=dispatcher, adj=adj,
                          bind_socket=False,
@@ -419,7 +418,6 @@ class HelloServer(TcpWSGIServer):
             if channel.connected and not channel.requests and not channel.total_outbufs_len:
                 channel.evicted = True
                 self._evicting.append(channel)
-                self.evictions += 1
                 return True
         return False
 
@@ -439,7 +437,6 @@ class HelloServer(TcpWSGIServer):
             channel._send_now()
         channel.evicted = True
         self._evicting.append(channel)
-        self.evictions += 1
         return True
 
     def maintenance(self, now):
