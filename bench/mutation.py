@@ -10,7 +10,9 @@ the tests report what they ran through tests/mutation/sitecustomize.py.
 `make mutation ARGS=--again` re-runs only the mutants not killed last time against
 the tests as they are now (after adding some), each with pytest -x over the fast
 suites directly (mutmut would first re-map every test, and ran them in random
-order), keeping the other results, and rewrites bench/MUTATION.md;
+order), keeping the other results, and rewrites bench/MUTATION.md; `ARGS="--again
+TESTS..."` re-checks them against those tests only (pytest arguments), and
+MUTATION_NAMES=REGEX only the mutants whose names it matches;
 `ARGS="--report MINUTES"` only rewrites it from the results in mutants/ (a run made
 by hand with `.venv/bin/mutmut run`, which took MINUTES).
 
@@ -26,6 +28,7 @@ import importlib.metadata
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -122,19 +125,21 @@ def _diff(name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    again = argv == ["--again"]
+    again = argv[:1] == ["--again"]
     if len(argv) == 2 and argv[0] == "--report":
         return report([f"by hand: {float(argv[1]):.1f} min"])
     if argv and not again:
-        print("usage: bench/mutation.py [--again | --report MINUTES]", file=sys.stderr)
+        print("usage: bench/mutation.py [--again [TESTS...] | --report MINUTES]", file=sys.stderr)
         return 2
     shutil.rmtree(ROOT / ".mutmut-hits", ignore_errors=True)
     children = os.environ.get("MUTATION_CHILDREN", str(os.cpu_count() or 1))
     began = time.monotonic()
     if again:
+        only = re.compile(os.environ.get("MUTATION_NAMES", ""))  # a regex: some mutants only
         names = [name for name, status in _results().items()
-                 if status not in ("killed", "not checked") and name not in EQUIVALENT]
-        rerun(names, int(children))
+                 if status not in ("killed", "not checked") and name not in EQUIVALENT
+                 and only.search(name)]
+        rerun(names, int(children), argv[1:])
         run = subprocess.CompletedProcess([], 0)
     else:
         shutil.rmtree(MUTANTS, ignore_errors=True)
@@ -156,18 +161,30 @@ def main(argv: list[str]) -> int:
 FIRST_TESTS = {"server": "logs", "netinfo": "buildinfo"}
 
 
-def rerun(names: list[str], children: int) -> None:
-    """Each mutant again, against a fresh copy of tests/: killed (exit 1) or not (0)."""
+def rerun(names: list[str], children: int, tests: list[str]) -> None:
+    """Each mutant again, against a fresh copy of tests/: killed (exit 1) or not (0).
+    With TESTS (pytest arguments: files, node IDs, --deselect ...), only those run:
+    quick when new tests aim at the survivors. They must pass without a mutant (on the
+    code mutmut measured, which may be older than the tests), or nothing is re-checked."""
     shutil.copytree(ROOT / "tests", MUTANTS / "tests", dirs_exist_ok=True)
     for name in ("setup.cfg", "README.md"):
         shutil.copy2(ROOT / name, MUTANTS / name)
     python = pathlib.Path(sys.executable)
+    if tests:
+        clean = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                               cwd=MUTANTS, env={**os.environ, "MUTANT_UNDER_TEST": "",
+                                                 "PYTHONPATH": str(MUTANTS)},
+                               check=False, timeout=1200, capture_output=True, text=True)
+        if clean.returncode != 0:
+            sys.exit("mutation: the tests fail without a mutant (deselect those):\n"
+                     + "\n".join(clean.stdout.splitlines()[-15:]))
 
     def check(name: str) -> int:
         module = name.split(".")[1]
         first = f"tests/unit/test_{FIRST_TESTS.get(module, module)}.py"
         suites = [first, "tests/server", "tests/unit"] if (ROOT / first).exists() else \
             ["tests/server", "tests/unit"]
+        suites = tests or suites
         env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(MUTANTS)}
         try:
             return subprocess.run([str(python), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
