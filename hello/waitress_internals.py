@@ -134,11 +134,14 @@ class HelloParser(HTTPRequestParser):
 
     def _chunked_body(self, data: bytes) -> int:
         """waitress's chunked branch, but the limit counts the body, not its framing
-        (waitress counts chunk sizes and CRLFs too, so a body of exactly the limit got 413)."""
+        (waitress counts chunk sizes and CRLFs too, so a body of exactly the limit got 413),
+        and a chunk that declares more than the limit allows is refused as it is declared."""
         receiver = self.body_rcv
         consumed = receiver.received(data)
         self.body_bytes_received += consumed
-        if len(receiver) >= self.adj.max_request_body_size:
+        # what arrived plus what the current chunk still promises: a chunk declared
+        # past the limit is refused at once, not waited for until the body deadline
+        if len(receiver) + receiver.chunk_remainder >= self.adj.max_request_body_size:
             self.error = RequestEntityTooLarge(
                 f"exceeds max_body of {self.adj.max_request_body_size - 1}")
             self.completed = True

@@ -84,6 +84,16 @@ def test_chunked_body_of_exactly_max_body_bytes_is_accepted(serve_unfrozen):
     assert reply.endswith(b"y" * 1000)
 
 
+def test_a_chunk_declared_past_the_limit_is_413_at_once(serve_unfrozen):
+    """Review: a chunk size of 4 GiB was waited for, byte by byte, until the body
+    deadline; it is refused as soon as it is declared (the body deadline here is 60 s,
+    the exchange gives up after 10)."""
+    service = serve_unfrozen("--max-body-bytes", "1000", "--body-timeout", "60s")
+    reply, closed = exchange(service.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\nffffffff\r\nabc", timeout=10)
+    assert statuses(reply) == [413] and closed, reply
+
+
 def test_431_is_logged_with_the_real_request_line(serve_unfrozen):
     service = serve_unfrozen("--max-header-bytes", "1024")
     reply, _ = exchange(service.port, b"PUT /big/path?q=1 HTTP/1.1\r\nHost: x\r\nX-Big: "

@@ -40,6 +40,16 @@ def test_a_chunked_body_past_the_limit_is_413_naming_the_limit():
     assert parser.error.body == "exceeds max_body of 10"
 
 
+def test_a_chunk_declared_past_the_limit_is_413_before_its_bytes_arrive():
+    parser = feed(HEAD, b"ffffffff\r\n0123")
+    assert parser.completed is True and isinstance(parser.error, RequestEntityTooLarge)
+
+
+def test_a_chunk_declared_up_to_the_limit_is_waited_for():
+    parser = feed(HEAD, b"a\r\n0123")
+    assert not parser.completed and parser.error is None
+
+
 def test_a_malformed_chunk_ends_the_request_with_its_error():
     parser = feed(HEAD, b"zz\r\nhello\r\n0\r\n\r\n")
     assert parser.completed is True
