@@ -563,3 +563,32 @@ def test_a_release_of_the_same_name_never_replaces_one_that_served(droplet, base
     assert (base / "releases" / old.name / "hello").read_bytes() == before
     droplet.ssh("systemctl restart hello.service")
     wait_until(lambda: answers_as(droplet, old), 20, what="the old release after a restart")
+
+
+@pytest.mark.parametrize("how", ["owned by a user", "group-writable", "a symlink to a user's file"])
+def test_hello_env_another_user_could_write_is_refused(droplet, base, releases, how):
+    """Finding (review 3): root checked hello.env with `hello check-env` whoever owned
+    it; systemd reads it again at every start, so its owner could add LD_PRELOAD (or any
+    line check-env refuses) after the check. Only a root-owned file no one else can
+    write, and not a symlink, is taken."""
+    old, new = releases
+    ensure(droplet, base, new)
+    env = base / "hello.env"
+    if how == "a symlink to a user's file":
+        target = droplet.root / "opt" / "user-env"
+        target.write_text("HELLO_MESSAGE=hi\n")
+        os.chown(target, 1000, 1000)
+        env.symlink_to("/opt/user-env")
+    else:
+        env.write_text("HELLO_MESSAGE=hi\n")
+        if how == "owned by a user":
+            os.chown(env, 1000, 1000)
+        else:
+            env.chmod(0o664)
+    try:
+        result = deploy(droplet, "binary", "-a", str(old.path))
+    finally:
+        env.unlink()
+    assert result.returncode == 1, result.stderr
+    assert "hello.env must be a root-owned file" in last_line(result), last_line(result)
+    serving(droplet, new)
