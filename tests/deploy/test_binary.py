@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, wait_until
-from tests.deploy.conftest import DEPLOY, Poller, deploy, report, tree
+from tests.deploy.conftest import DEPLOY, Poller, deploy, report, tree, version_json
 
 pytestmark = [pytest.mark.droplet, pytest.mark.slow]
 
@@ -491,3 +491,104 @@ def test_rollback_with_nothing_deployed_says_so(droplet):
     result = deploy(droplet, "rollback", "-b", "/opt/never-deployed")
     assert result.returncode == 1
     assert "nothing was deployed" in last_line(result)
+
+
+def answers_as(droplet, release) -> bool:
+    try:
+        return droplet.commit(PORT) == release.commit
+    except OSError:
+        return False
+
+
+def socket_shy_release(folder, version: str, commit: str) -> str:
+    """A stand-in that passes the isolated proof (`serve --port` then `healthcheck`
+    in one sandbox) but exits at once when systemd hands it the socket (LISTEN_FDS):
+    a release with a bug only on the socket-activated path."""
+    path = folder / "hello"
+    path.write_text(
+        "#!/bin/sh\n"
+        'case "${1:-} ${2:-}" in\n'
+        f"    'version --json') echo '{version_json(version, commit)}' ;;\n"
+        f"    'version '*) echo 'hello {version} (commit {commit}, built x, python 3.11.7, frozen)' ;;\n"
+        "    check-env*) exit 0 ;;\n"
+        '    healthcheck*) test -e /tmp/up ;;\n'
+        '    serve*) [ -z "${LISTEN_FDS:-}" ] || exit 1; touch /tmp/up; exec sleep 3600 ;;\n'
+        "esac\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("port", [PORT, 8091], ids=["same port", "new port"])
+def test_a_release_failing_after_the_switch_leaves_the_old_one_serving_on_its_port(
+        droplet, base, releases, tmp_path, port):
+    """Finding (review 3): a release that passed its isolated proof but failed on the
+    real socket was switched back from, yet (new port) the old release then served on
+    the new port and the saved one refused connections; (same port) the restarts of
+    the crashing release hit hello.service's start limit and the switch back could
+    not start the old release."""
+    _, new = releases
+    ensure(droplet, base, new)
+    shy = socket_shy_release(tmp_path, "9.9.8", "5e1f5e1f5e1f" + "0" * 28)
+    result = deploy(droplet, "binary", "-a", shy, "-p", str(port), "-t", "4")
+    assert result.returncode == 1, result.stderr
+    assert f"switched back to releases/{new.name}" in last_line(result), result.stderr
+    wait_until(lambda: answers_as(droplet, new), 20, what="the old release on the old port")
+    assert os.readlink(base / "current") == f"releases/{new.name}"
+    assert (base / "port").read_text().strip() == str(PORT)
+    assert not (base / "deploying").exists()
+
+
+def test_a_release_of_the_same_name_never_replaces_one_that_served(droplet, base, releases, tmp_path):
+    """Finding (review 3): an upload named like the serving release (same version and
+    commit, other bytes: a rebuild, or a hostile binary) replaced releases/REL/hello
+    before its proof; the proof failed and said 'nothing changed', but the current
+    release's file was now the failing one: the next restart (a crash, a reboot, a
+    rollback to it) ran it."""
+    old, _ = releases
+    ensure(droplet, base, old)
+    before = (base / "releases" / old.name / "hello").read_bytes()
+    path = tmp_path / "hello"
+    path.write_text(
+        "#!/bin/sh\n"
+        'case "${1:-} ${2:-}" in\n'
+        f"    'version --json') echo '{version_json(old.version, old.commit)}' ;;\n"
+        f"    'version '*) echo 'hello {old.version} (commit {old.commit}, built x, "
+        "python 3.11.7, frozen)' ;;\n"
+        "    *) exit 1 ;;\n"
+        "esac\n")
+    path.chmod(0o755)
+    result = deploy(droplet, "binary", "-a", str(path), "-t", "2")
+    assert result.returncode == 1, result.stderr
+    assert "a release is never replaced" in last_line(result), last_line(result)
+    assert (base / "releases" / old.name / "hello").read_bytes() == before
+    droplet.ssh("systemctl restart hello.service")
+    wait_until(lambda: answers_as(droplet, old), 20, what="the old release after a restart")
+
+
+@pytest.mark.parametrize("how", ["owned by a user", "group-writable", "a symlink to a user's file"])
+def test_hello_env_another_user_could_write_is_refused(droplet, base, releases, how):
+    """Finding (review 3): root checked hello.env with `hello check-env` whoever owned
+    it; systemd reads it again at every start, so its owner could add LD_PRELOAD (or any
+    line check-env refuses) after the check. Only a root-owned file no one else can
+    write, and not a symlink, is taken."""
+    old, new = releases
+    ensure(droplet, base, new)
+    env = base / "hello.env"
+    if how == "a symlink to a user's file":
+        target = droplet.root / "opt" / "user-env"
+        target.write_text("HELLO_MESSAGE=hi\n")
+        os.chown(target, 1000, 1000)
+        env.symlink_to("/opt/user-env")
+    else:
+        env.write_text("HELLO_MESSAGE=hi\n")
+        if how == "owned by a user":
+            os.chown(env, 1000, 1000)
+        else:
+            env.chmod(0o664)
+    try:
+        result = deploy(droplet, "binary", "-a", str(old.path))
+    finally:
+        env.unlink()
+    assert result.returncode == 1, result.stderr
+    assert "hello.env must be a root-owned file" in last_line(result), last_line(result)
+    serving(droplet, new)

@@ -234,3 +234,50 @@ def test_image_rollback_returns_to_the_previous_image_and_to_a_named_one(
     assert result.returncode == 0, result.stderr
     assert poller.failures == [], poller.summary()
     assert droplet.commit(PORT) == images["new"].commit
+
+
+@pytest.mark.parametrize("step", ["version", "check-env"])
+def test_an_image_that_never_answers_fails_within_the_timeout(droplet, base, env, images, tmp_path, step):
+    """Finding (review 3): root ran the image's `version` and `check-env` with no time
+    limit (the binary path has one): an image whose entrypoint ignores them and runs on
+    hung the deploy, and held the lock, for ever."""
+    require(shutil.which("busybox") is not None, "no static busybox to build the stand-in image")
+    ensure(droplet, base, env, images["old"])
+    before = active(base)
+    shutil.copy2(shutil.which("busybox"), tmp_path / "busybox")
+    (tmp_path / "entry").write_text(
+        'if [ "$1" = version ] && [ -z "${HANG_AT_VERSION:-}" ]; then\n'
+        f"    echo '{{\"commit\": \"{'ab' * 6}\"}}'; exit 0\n"
+        "fi\n"
+        "exec /busybox sleep 3600\n")
+    tag = f"hello-deploy-test:hang-{step}"
+    tar = subprocess.Popen(["tar", "-C", str(tmp_path), "-c", "busybox", "entry"], stdout=subprocess.PIPE)
+    changes = ["-c", 'ENTRYPOINT ["/busybox", "sh", "/entry"]']
+    if step == "version":
+        changes += ["-c", "ENV HANG_AT_VERSION=1"]
+    subprocess.run(["docker", "import", *changes, "-", tag], stdin=tar.stdout, check=True,
+                   capture_output=True, env={**os.environ, **env}, timeout=120)
+    assert tar.wait(timeout=60) == 0
+    image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], check=True,
+                              capture_output=True, text=True, env={**os.environ, **env},
+                              timeout=60).stdout.strip()
+    save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE, env={**os.environ, **env})
+    subprocess.run(["ssh", "-F", str(droplet.ssh_config), "droplet", "docker load -q"], stdin=save.stdout,
+                   check=True, capture_output=True, timeout=120)
+    assert save.wait(timeout=60) == 0
+    (base / "hello.env").write_text("HELLO_MESSAGE=hi\n")  # so check-env runs
+    try:
+        result = droplet.ssh(f"{BASE}/bin/hello-ctl --base {BASE} --timeout 3 image {image_id} "
+                             f"{'ab' * 6}", check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        result = None
+    finally:
+        (base / "hello.env").unlink()
+        holder = (base / "lock.holder").read_text().split()[1].rstrip(",")
+        droplet.ssh(f"kill -KILL {holder} 2>/dev/null; docker ps -aq --filter ancestor={image_id} "
+                    "| xargs -r docker rm -f", check=False)
+    assert result is not None, "hello-ctl still running after 60 s"
+    assert result.returncode == 1, result.stderr
+    assert active(base) == before
+    assert droplet.commit(PORT) == images["old"].commit
+    assert not droplet.ssh(f"docker ps -aq --filter ancestor={image_id}").stdout.strip()
