@@ -14,7 +14,8 @@ order), keeping the other results, and rewrites bench/MUTATION.md; `ARGS="--agai
 TESTS..."` re-checks them against those tests only (pytest arguments), and
 MUTATION_NAMES=REGEX only the mutants whose names it matches;
 `ARGS="--report MINUTES"` only rewrites it from the results in mutants/ (a run made
-by hand with `.venv/bin/mutmut run`, which took MINUTES).
+by hand with `.venv/bin/mutmut run`, which took MINUTES); `ARGS=--report` with the
+run times recorded (bench/MUTATION.runs).
 
 Not run by .ci/run or CircleCI: it takes tens of minutes (see bench/MUTATION.md).
 """
@@ -88,6 +89,94 @@ EQUIVALENT: dict[str, str] = {
     "hello.server.xǁ_ErrorTaskǁexecute__mutmut_3":
         "header name case: waitress title-cases every response header name it writes "
         "(waitress/task.py build_response_header).",
+    'hello.cli.x__check_env__mutmut_16':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.config.x__header__mutmut_7':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.config.x__utf8__mutmut_3':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.healthcheck.x_parse_url__mutmut_28':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.netinfo.x__ipv6__mutmut_8':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_20':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_31':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.config.x__delay_range__mutmut_9':
+        "partition or rpartition at '-': a duration has no '-', so with one '-' they "
+        "split alike and with more both fail.",
+    'hello.config.x__networks__mutmut_3':
+        'strict=None or False: ipaddress only tests it for truth.',
+    'hello.forwarded.x__forwarded_chain__mutmut_11':
+        "a hop without for= becomes '' or 'XXXX': neither is an address, so the walk stops there either way.",
+    'hello.forwarded.x_client_address__mutmut_14':
+        "no REMOTE_ADDR becomes '' or 'XXXX': neither is an address, so neither is trusted.",
+    'hello.forwarded.xǁForwardedMiddlewareǁ__call____mutmut_16':
+        "no REMOTE_ADDR becomes '' or 'XXXX': neither is an address, so neither is trusted.",
+    'hello.healthcheck.x__get__mutmut_33':
+        'the arguments of the IncompleteRead raised: only its type name reaches the one line.',
+    'hello.healthcheck.x__get__mutmut_34':
+        'the arguments of the IncompleteRead raised: only its type name reaches the one line.',
+    'hello.healthcheck.x__get__mutmut_35':
+        'the arguments of the IncompleteRead raised: only its type name reaches the one line.',
+    'hello.healthcheck.x__get__mutmut_36':
+        'the arguments of the IncompleteRead raised: only its type name reaches the one line.',
+    'hello.healthcheck.x__get__mutmut_38':
+        'the body returned with a failure: probe() reads it only after a success.',
+    'hello.healthcheck.x__get__mutmut_41':
+        'the body returned with a failure: probe() reads it only after a success.',
+    'hello.healthcheck.x__get__mutmut_44':
+        'the body returned with a failure: probe() reads it only after a success.',
+    'hello.healthcheck.x_probe__mutmut_16':
+        "query None or '': urlunsplit only tests it for truth.",
+    'hello.healthcheck.xǁ_DeadlineConnectionǁ__init____mutmut_12':
+        "NOT equivalent, not tested: the connect timeout's floor (1 ms or 1.001 s) "
+        "differs only for a --timeout under 1 ms.",
+    'hello.healthcheck.xǁ_DeadlineSocketǁrecv_into__mutmut_2':
+        'keyword arguments dropped: http.client passes none.',
+    'hello.healthcheck.xǁ_DeadlineSocketǁsendall__mutmut_2':
+        'keyword arguments dropped: http.client passes none.',
+    'hello.metrics.xǁRegistryǁexposition__mutmut_33':
+        'zip strict=None or False: tested for truth; the lists are the same length anyway.',
+    'hello.metrics.xǁRegistryǁexposition__mutmut_36':
+        'zip without strict= is strict=False.',
+    'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_5':
+        "a split's maxsplit changed or dropped: only the first part is used, "
+        "and 'two parts or more' holds alike.",
+    'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_11':
+        "a split's maxsplit changed or dropped: only the first part is used, "
+        "and 'two parts or more' holds alike.",
+    'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_25':
+        "a split's maxsplit changed or dropped: only the first part is used, "
+        "and 'two parts or more' holds alike.",
+    'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_28':
+        "a split's maxsplit changed or dropped: only the first part is used, "
+        "and 'two parts or more' holds alike.",
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_3':
+        'header name case: waitress title-cases every response header name it writes '
+        '(waitress/task.py build_response_header).',
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_4':
+        'header name case: waitress title-cases every response header name it writes '
+        '(waitress/task.py build_response_header).',
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_9':
+        'header name case: waitress title-cases every response header name it writes '
+        '(waitress/task.py build_response_header).',
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_10':
+        'header name case: waitress title-cases every response header name it writes '
+        '(waitress/task.py build_response_header).',
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_18':
+        "getattr's default dropped: HelloServer always sets hello_writer (None without an access log).",
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_47':
+        "getattr's default dropped: HelloParser always sets too_large_line.",
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_63':
+        "the first token of a status line ('413 Request Entity Too Large') is the same however it is split.",
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_66':
+        "the first token of a status line ('413 Request Entity Too Large') is the same however it is split.",
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_69':
+        "the first token of a status line ('413 Request Entity Too Large') is the same however it is split.",
+    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_72':
+        "`content_length or 0` or `or 1`: waitress's error answers always have a body, so it is never 0.",
 }
 
 
@@ -128,8 +217,11 @@ def main(argv: list[str]) -> int:
     again = argv[:1] == ["--again"]
     if len(argv) == 2 and argv[0] == "--report":
         return report([f"by hand: {float(argv[1]):.1f} min"])
+    if argv == ["--report"]:  # again, from the results and the runs recorded
+        history = RESULTS.with_suffix(".runs")
+        return report(history.read_text().splitlines() if history.exists() else ["unknown"])
     if argv and not again:
-        print("usage: bench/mutation.py [--again [TESTS...] | --report MINUTES]", file=sys.stderr)
+        print("usage: bench/mutation.py [--again [TESTS...] | --report [MINUTES]]", file=sys.stderr)
         return 2
     shutil.rmtree(ROOT / ".mutmut-hits", ignore_errors=True)
     children = os.environ.get("MUTATION_CHILDREN", str(os.cpu_count() or 1))
