@@ -46,7 +46,7 @@ def stub():
 
 
 def _version(commit) -> tuple[int, bytes]:
-    return 200, json.dumps({"commit": commit, "version": "1.0.0"}).encode()
+    return 200, json.dumps({"commit": commit, "version": "9.9.9"}).encode()
 
 
 def test_commit_is_asked_of_slash_version_without_the_query(stub):
