@@ -7,6 +7,10 @@ one we judged equivalent (no test could tell it from the original), the reason.
 mutmut's configuration is the [mutmut] section of setup.cfg; child processes of
 the tests report what they ran through tests/mutation/sitecustomize.py.
 
+`make mutation ARGS=--resume` keeps mutants/ from the last run: mutmut keeps the
+verdicts of functions whose code did not change, and checks the rest (new, changed, or
+not reached when that run was stopped), with the tests as they are now.
+
 `make mutation ARGS=--again` re-runs only the mutants not killed last time against
 the tests as they are now (after adding some), each with pytest -x over the fast
 suites directly (mutmut would first re-map every test, and ran them in random
@@ -213,15 +217,30 @@ def _diff(name: str) -> str:
     return "\n".join(line for line in shown.splitlines()[1:] if line.strip())
 
 
+def _keep_only_kills() -> None:
+    """Before a resumed run: a kill stands (mutmut drops it too when its function
+    changes); every other verdict is checked again, against a fresh copy of tests/ and
+    a fresh map of which test runs which function."""
+    shutil.rmtree(MUTANTS / "tests", ignore_errors=True)
+    (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
+    for meta in (MUTANTS / "hello").glob("*.py.meta"):
+        data = json.loads(meta.read_text())
+        data["exit_code_by_key"] = {name: code if code is not None and _status(code) == "killed"
+                                    else None for name, code in data["exit_code_by_key"].items()}
+        meta.write_text(json.dumps(data, indent=4))
+
+
 def main(argv: list[str]) -> int:
     again = argv[:1] == ["--again"]
+    resume = argv == ["--resume"]
     if len(argv) == 2 and argv[0] == "--report":
         return report([f"by hand: {float(argv[1]):.1f} min"])
     if argv == ["--report"]:  # again, from the results and the runs recorded
         history = RESULTS.with_suffix(".runs")
         return report(history.read_text().splitlines() if history.exists() else ["unknown"])
-    if argv and not again:
-        print("usage: bench/mutation.py [--again [TESTS...] | --report [MINUTES]]", file=sys.stderr)
+    if argv and not (again or resume):
+        print("usage: bench/mutation.py [--resume | --again [TESTS...] | --report [MINUTES]]",
+              file=sys.stderr)
         return 2
     shutil.rmtree(ROOT / ".mutmut-hits", ignore_errors=True)
     children = os.environ.get("MUTATION_CHILDREN", str(os.cpu_count() or 1))
@@ -234,14 +253,18 @@ def main(argv: list[str]) -> int:
         rerun(names, int(children), argv[1:])
         run = subprocess.CompletedProcess([], 0)
     else:
-        shutil.rmtree(MUTANTS, ignore_errors=True)
+        if resume:
+            _keep_only_kills()
+        else:
+            shutil.rmtree(MUTANTS, ignore_errors=True)
         run = subprocess.run([str(MUTMUT), "run", "--max-children", children], cwd=ROOT,
                              check=False, timeout=4 * 3600, stdout=subprocess.DEVNULL)
     took = time.monotonic() - began
     history = RESULTS.with_suffix(".runs")
-    runs = history.read_text().splitlines() if again and history.exists() else []
-    runs.append(f"{'again (the survivors)' if again else 'full'}: "
-                f"{took / 60:.1f} min")
+    runs = history.read_text().splitlines() if (again or resume) and history.exists() else []
+    kind = ("again (the survivors)" if again else
+            f"resumed at {_git('rev-parse', '--short=12', 'HEAD')}" if resume else "full")
+    runs.append(f"{kind}: {took / 60:.1f} min")
     history.write_text("\n".join(runs) + "\n")
     if run.returncode != 0 or not MUTANTS.is_dir():
         print(f"mutation: mutmut run exited {run.returncode}", file=sys.stderr)

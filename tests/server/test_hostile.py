@@ -47,6 +47,7 @@ def assert_healthy(results: list[float | None], at_least: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_busy_workers_do_not_starve_health(serve_unfrozen):
     service = serve_unfrozen("--threads", "8", "--no-access-log")
     replies: list[int] = []
@@ -75,6 +76,7 @@ def test_busy_workers_do_not_starve_health(serve_unfrozen):
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_a_thousand_slow_clients_do_not_starve_health(serve_unfrozen):
     service = serve_unfrozen("--connection-limit", "1000", "--header-timeout", "3s",
                              "--no-access-log")
@@ -198,6 +200,7 @@ def test_pipelined_health_behind_a_slow_request_keeps_order(serve_unfrozen):
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_pipelined_health_floods_do_not_stall_the_loop(serve_unfrozen):
     """Health is answered in the loop thread: a client pipelining thousands of /healthz
     per write must not make the loop serve them all in one turn while probes wait."""
@@ -227,6 +230,7 @@ def test_pipelined_health_floods_do_not_stall_the_loop(serve_unfrozen):
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_a_full_connection_limit_of_queued_requests_does_not_lock_health_out(serve_unfrozen):
     """Every connection at the limit has a request waiting for a busy worker: none is
     idle or slow, so none can be evicted; a probe must still get in (and be answered),
@@ -257,6 +261,7 @@ def test_a_full_connection_limit_of_queued_requests_does_not_lock_health_out(ser
             sock.close()
 
 
+@pytest.mark.load
 def test_a_stdout_nobody_reads_does_not_stop_serving_or_draining():
     """A log reader that stalls (its pipe fills after ~400 access lines) must cost log
     lines, not the service: requests and /healthz are answered, SIGTERM still drains."""

@@ -1,0 +1,42 @@
+"""Every `--help` page, to the byte: what a user reads before the first flag.
+
+The pages are kept in tests/unit/help/ (argparse's layout, at 100 columns). After a
+deliberate change to a flag or its help, rewrite them with
+`python -m tests.unit.test_help_text` and read the diff.
+"""
+
+import contextlib
+import io
+import os
+import pathlib
+import sys
+
+import pytest
+
+from hello import cli
+
+PAGES = pathlib.Path(__file__).with_name("help")
+COMMANDS = {"hello": [], "serve": ["serve"], "healthcheck": ["healthcheck"],
+            "version": ["version"], "check-env": ["check-env"]}
+
+
+def help_page(argv: list[str]) -> str:
+    """`hello ARGV --help` as printed, in this process (fast under mutation testing)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
+        cli.main([*argv, "--help"], env={})
+    assert exited.value.code == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_page_is_the_one_kept(name, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps at the terminal's width
+    assert help_page(COMMANDS[name]) == (PAGES / f"{name}.txt").read_text()
+
+
+if __name__ == "__main__":
+    os.environ["COLUMNS"] = "100"
+    for page, command in COMMANDS.items():
+        (PAGES / f"{page}.txt").write_text(help_page(command))
+    print(f"wrote {len(COMMANDS)} pages to {PAGES}", file=sys.stderr)
