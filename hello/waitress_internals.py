@@ -253,7 +253,6 @@ class HelloChannel(HTTPChannel):
 
     def __init__(self, *args, **kwargs):
         self.served_any = False
-        self.evicted = False
         self.loop_service_pending = False
         super().__init__(*args, **kwargs)
 
@@ -349,12 +348,16 @@ class HelloServer(TcpWSGIServer):
         try:
             while self._map:
                 wasyncore.poll2(self.adj.asyncore_loop_timeout, self._map)
-                while self._evicting:
-                    channel = self._evicting.pop()
-                    if channel.connected:
-                        channel.handle_close()
+                self.close_evicted()
         except (SystemExit, KeyboardInterrupt):
             self.task_dispatcher.shutdown()
+
+    def close_evicted(self) -> None:
+        """The end of a loop turn: the connections evicted or shed in it are closed."""
+        while self._evicting:
+            channel = self._evicting.pop()
+            if channel.connected:
+                channel.handle_close()
 
     def _open_connections(self) -> int:
         return len(self.active_channels) - len(self._evicting)
@@ -403,26 +406,27 @@ class HelloServer(TcpWSGIServer):
             channel.read_if_waiting()
 
     def _evictable(self) -> list[HelloChannel]:
-        """Connections still sending a request (or idle), the longest-waiting last."""
+        """Connections still sending a request (or idle), the longest-waiting last: a
+        request's age counts from its first byte, so dripping bytes does not renew it."""
         mono, now = time.monotonic(), time.time()
-        aged = []
-        for channel in list(self.active_channels.values()):
-            if channel.requests or channel.total_outbufs_len or channel.evicted:
-                continue  # being served or still sending an answer: never cut it
+
+        def waited(channel: HelloChannel) -> float:
             request = channel.request
-            age = mono - request.started if request is not None else now - channel.last_activity
-            aged.append((age, id(channel), channel))
-        aged.sort()
-        return [channel for _, _, channel in aged]
+            return mono - request.started if request is not None else now - channel.last_activity
+
+        # being served or still sending an answer: never cut it
+        return sorted((channel for channel in list(self.active_channels.values())
+                       if not channel.requests and not channel.total_outbufs_len), key=waited)
 
     def _evict_one(self, evictable: list[HelloChannel]) -> bool:
-        while evictable:
-            channel = evictable.pop()
-            if channel.connected and not channel.requests and not channel.total_outbufs_len:
-                channel.evicted = True
-                self._evicting.append(channel)
-                return True
-        return False
+        """The stalest connection is closed at the end of this turn. The list is made
+        once per handle_accept, and nothing reads from a connection in between, so
+        what it holds is still evictable; what this turn evicts is closed before the
+        next turn makes a new list."""
+        if not evictable:
+            return False
+        self._evicting.append(evictable.pop())
+        return True
 
     def _shed_newest_queued(self) -> bool:
         """Every connection has a request: turn away the newest one still waiting for a
@@ -438,7 +442,6 @@ class HelloServer(TcpWSGIServer):
             channel.service()
         if channel.connected:
             channel._send_now()
-        channel.evicted = True
         self._evicting.append(channel)
         return True
 

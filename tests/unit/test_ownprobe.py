@@ -30,7 +30,10 @@ def pidns():
 
 
 def _in_new_pidns(script: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
+    # the namespace ends with this test's process, even one killed by a timeout:
+    # setpriv makes unshare die with it, and --kill-child takes the namespace along
+    return subprocess.run(["setpriv", "--pdeathsig", "KILL", "unshare", "--pid", "--kill-child",
+                           "--mount-proc", "bash", "-c", script],
                           check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, **child_env()})
 

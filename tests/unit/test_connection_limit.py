@@ -1,0 +1,252 @@
+"""At --connection-limit: which connection is cut, which request is turned away, and
+when a new one is refused: exactly, one loop turn at a time.
+
+These tests are the server's event loop: a real HelloServer on a loopback socket with
+real worker threads, but accept, read and the end of a turn happen when the test says,
+so the choice the server makes is asserted, not raced. (tests/server/test_hostile.py
+runs the same paths under a thousand real clients, as load tests.)
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from hello import waitress_internals
+from hello.waitress_internals import CONNECTION_HEADROOM, HelloServer
+from tests.conftest import wait_until
+
+HEAD_STARTED = b"GET / HTTP/1.1\r\n"  # a request head, not finished
+WHOLE = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+BLOCKING = b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n"  # holds a worker until the test ends
+
+
+class Loop:
+    """A HelloServer whose event loop is the test."""
+
+    def __init__(self, limit: int, threads: int):
+        self.release = threading.Event()
+        self.in_app = threading.Semaphore(0)
+        self.clients: list[socket.socket] = []
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self.server = HelloServer(self.app, listener, writer=None, header_timeout=30,
+                                  body_timeout=60, threads=threads, connection_limit=limit,
+                                  ident="hello")
+        self.server._loop_thread = threading.current_thread()  # health is answered here
+
+    def app(self, environ, start_response):
+        if environ["PATH_INFO"] == "/block":
+            self.in_app.release()
+            self.release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def connect(self, payload: bytes = b"") -> socket.socket:
+        """A client in the listen backlog, its bytes (if any) already sent."""
+        client = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        if payload:
+            client.sendall(payload)
+        self.clients.append(client)
+        return client
+
+    def accept(self) -> None:
+        self.server.handle_accept()
+
+    def busy(self, count: int) -> list[socket.socket]:
+        """count connections whose requests each hold a worker."""
+        clients = []
+        for _ in range(count):
+            clients.append(self.connect(BLOCKING))
+            self.accept()
+            assert self.in_app.acquire(timeout=5), "a worker never took the request"
+        return clients
+
+    def channel(self, client: socket.socket):
+        port = client.getsockname()[1]
+        return next((channel for channel in self.server.active_channels.values()
+                     if channel.addr[1] == port), None)
+
+    def evicting(self) -> list[socket.socket]:
+        """The clients whose connections this turn closes (a shed one may be closed already)."""
+        ports = {channel.addr[1] for channel in self.server._evicting}
+        return [client for client in self.clients if client.getsockname()[1] in ports]
+
+    def queued(self) -> int:
+        return len(self.server.task_dispatcher.queue)
+
+    def close(self) -> None:
+        self.release.set()
+        for client in self.clients:
+            client.close()
+        self.server.task_dispatcher.shutdown(timeout=5)
+        waitress_internals.close_all(self.server)
+
+
+@pytest.fixture
+def loop():
+    made: list[Loop] = []
+
+    def make(limit: int, threads: int = 1) -> Loop:
+        made.append(Loop(limit, threads))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def tick() -> None:
+    """Let both clocks the server reads move on, so two stamps never tie."""
+    start_mono, start_wall = time.monotonic(), time.time()
+    wait_until(lambda: time.monotonic() - start_mono > 0.005 and time.time() - start_wall > 0.005,
+               timeout=1, interval=0.001, what="the clocks to move")
+
+
+def closed_by_server(client: socket.socket, within: float = 2.0) -> bool:
+    """True once the server has closed client (whatever it sent first is read)."""
+    client.settimeout(within)
+    try:
+        while client.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+def reply(client: socket.socket) -> bytes:
+    client.settimeout(2)
+    chunks = []
+    while chunk := client.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_new_connection_at_the_limit_evicts_the_request_head_waiting_longest(loop):
+    """Age counts from a request's first byte (a client dripping its head cannot renew it)
+    or, for a connection that sent nothing, from its last activity."""
+    server = loop(limit=3)
+    dripping = server.connect(HEAD_STARTED)
+    server.accept()
+    tick()
+    silent = server.connect()
+    server.accept()
+    tick()
+    late = server.connect(HEAD_STARTED)
+    server.accept()
+    tick()
+    dripping.sendall(b"Host: x\r\n")  # its newest byte, not its first
+    server.channel(dripping).handle_read()
+
+    order = []
+    for _ in range(4):
+        newcomer = server.connect()
+        server.accept()
+        evicted = server.evicting()
+        assert len(evicted) == 1, evicted
+        order.append(evicted[0])
+        server.server.close_evicted()
+        assert closed_by_server(evicted[0])
+        assert server.channel(newcomer) is not None
+        tick()
+    assert order[:3] == [dripping, silent, late]
+    assert order[3] is server.clients[3]  # then the first newcomer, idle since it came
+
+
+def test_a_connection_with_a_request_in_hand_is_never_evicted(loop):
+    server = loop(limit=2)
+    (working,) = server.busy(1)
+    queued = server.connect(WHOLE)
+    server.accept()
+    assert server.queued() == 1
+    tick()
+    unfinished = server.connect(HEAD_STARTED)  # past the limit: nothing to evict, headroom
+    server.accept()
+    assert server.evicting() == []
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == [unfinished]  # the youngest, but the only one not in hand
+    server.server.close_evicted()
+    assert server.channel(working) and server.channel(queued) and server.channel(newcomer)
+
+
+def test_past_the_headroom_the_newest_queued_request_gets_503_and_a_probe_gets_in(loop):
+    server = loop(limit=1)
+    server.busy(1)
+    waiting = []
+    for _ in range(CONNECTION_HEADROOM):  # every one has a request: nothing to evict
+        waiting.append(server.connect(WHOLE))
+        server.accept()
+        assert server.evicting() == []
+    assert server.queued() == CONNECTION_HEADROOM
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    server.accept()
+
+    assert server.evicting() == [waiting[-1]]
+    assert server.queued() == CONNECTION_HEADROOM - 1
+    assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")  # answered in the loop, at once
+    server.server.close_evicted()
+    answer = reply(waiting[-1])
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 503 Service Unavailable"
+    assert b"\r\nRetry-After: 1\r\n" in head + b"\r\n"
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head + b"\r\n"
+    assert body == (b"Service Unavailable\r\n\r\nthe server is at its connection limit"
+                    b"\r\n\r\n(generated by hello)")
+
+
+def test_evicted_connections_do_not_count_against_the_headroom_in_their_turn(loop):
+    server = loop(limit=1, threads=CONNECTION_HEADROOM - 1)
+    server.busy(CONNECTION_HEADROOM - 1)
+    unfinished = server.connect(HEAD_STARTED)
+    server.accept()
+    first, second = server.connect(), server.connect()
+    server.accept()  # one turn: first evicts the unfinished head, second fits the headroom
+    assert server.evicting() == [unfinished]
+    assert server.channel(first) is not None and server.channel(second) is not None
+
+
+def test_with_nothing_to_evict_or_shed_new_connections_are_refused(loop):
+    server = loop(limit=1, threads=1 + CONNECTION_HEADROOM)
+    server.busy(1 + CONNECTION_HEADROOM)  # every connection is being answered; none queued
+    refused = [server.connect(WHOLE), server.connect(WHOLE)]
+    server.accept()  # one turn refuses both
+    for client in refused:
+        assert closed_by_server(client)
+        assert server.channel(client) is None
+    assert len(server.server.active_channels) == 1 + CONNECTION_HEADROOM
+
+
+def test_drain_serves_what_the_kernel_queued_then_stops_listening(loop):
+    server = loop(limit=10)
+    asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    queued = [server.connect(asks), server.connect(asks)]
+    waitress_internals.accept_queued_and_stop_listening(server.server)
+    assert all(server.channel(client) is not None for client in queued)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    runner = threading.Thread(target=server.server.run, daemon=True)
+    runner.start()
+    for client in queued:
+        assert reply(client).startswith(b"HTTP/1.1 200 OK\r\n")
+    waitress_internals.close_all(server.server)
+    runner.join(5)
+
+
+def test_the_deadlines_are_checked_once_a_second_not_every_turn(loop, monkeypatch):
+    server = loop(limit=10).server
+    checks = []
+    monkeypatch.setattr(server, "maintenance", checks.append)
+    server.next_channel_cleanup = 0
+    for _ in range(3):
+        server.readable()
+    assert len(checks) == 1
+    assert server.next_channel_cleanup == pytest.approx(checks[0] + waitress_internals.MAINTENANCE_SECONDS)
