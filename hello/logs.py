@@ -118,7 +118,6 @@ class LogWriter:
 
     def _lost(self, stream, error: Exception) -> None:
         """A closed stdout costs one stderr line; stderr lost costs nothing more."""
-        name = "stdout" if stream is self.out else "stderr"
         if stream is self.out:
             self.out = None
             try:  # what is still buffered, and the interpreter's flush at exit, go nowhere
@@ -131,8 +130,8 @@ class LogWriter:
             self.err = None
         if self.err is not None:
             try:
-                self.err.write(self.format({"level": "error", "event": f"{name} is closed;"
-                                            f" its log lines are dropped from now on",
+                self.err.write(self.format({"level": "error", "event": "stdout is closed;"
+                                            " its log lines are dropped from now on",
                                             "error": type(error).__name__}) + "\n")
                 self.err.flush()
             except (OSError, ValueError):

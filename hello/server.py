@@ -60,7 +60,8 @@ class _ErrorsToWriter(logging.Handler):
         key = (record.name, str(record.msg))
         now = time.monotonic()
         with self._guard:
-            if now - self._last.get(key, -REPEAT_SECONDS) < REPEAT_SECONDS:
+            last = self._last.get(key)
+            if last is not None and now - last < REPEAT_SECONDS:
                 self._left_out[key] = self._left_out.get(key, 0) + 1
                 return
             self._last[key] = now

@@ -156,7 +156,7 @@ class HelloParser(HTTPRequestParser):
     @staticmethod
     def _request_line_of(start: bytes) -> tuple[str, str] | None:
         """(method, path) of a head that was too large, when its first line is whole."""
-        line = start.lstrip(b"\r\n").split(b"\r\n", 1)
+        line = start.lstrip().split(b"\r\n", 1)  # waitress, too, skips leading whitespace
         if len(line) < 2:
             return None
         try:
@@ -396,10 +396,10 @@ class HelloServer(TcpWSGIServer):
             if self._open_connections() >= self.adj.connection_limit:
                 if evictable is None:
                     evictable = self._evictable()
-                if not self._evict_one(evictable) and (
-                        self._open_connections()
-                        >= self.adj.connection_limit + CONNECTION_HEADROOM
-                        ) and not self._shed_newest_queued():
+                if evictable:  # the stalest: closed at the end of this turn
+                    self._evicting.append(evictable.pop())
+                elif (self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM
+                      and not self._shed_newest_queued()):
                     conn.close()  # nothing to evict or shed, no headroom left: refuse it
                     continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
@@ -407,7 +407,9 @@ class HelloServer(TcpWSGIServer):
 
     def _evictable(self) -> list[HelloChannel]:
         """Connections still sending a request (or idle), the longest-waiting last: a
-        request's age counts from its first byte, so dripping bytes does not renew it."""
+        request's age counts from its first byte, so dripping bytes does not renew it.
+        Made once per handle_accept: nothing reads from a connection in between, so what
+        it holds stays evictable, and what a turn evicts is closed before the next."""
         mono, now = time.monotonic(), time.time()
 
         def waited(channel: HelloChannel) -> float:
@@ -417,16 +419,6 @@ class HelloServer(TcpWSGIServer):
         # being served or still sending an answer: never cut it
         return sorted((channel for channel in list(self.active_channels.values())
                        if not channel.requests and not channel.total_outbufs_len), key=waited)
-
-    def _evict_one(self, evictable: list[HelloChannel]) -> bool:
-        """The stalest connection is closed at the end of this turn. The list is made
-        once per handle_accept, and nothing reads from a connection in between, so
-        what it holds is still evictable; what this turn evicts is closed before the
-        next turn makes a new list."""
-        if not evictable:
-            return False
-        self._evicting.append(evictable.pop())
-        return True
 
     def _shed_newest_queued(self) -> bool:
         """Every connection has a request: turn away the newest one still waiting for a

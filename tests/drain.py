@@ -70,8 +70,9 @@ class KeepAlive:
         self.connection.close()
 
 
-def listening(port: int, netns_pid: str = "self") -> bool:
-    """True while something listens on port in the network namespace of netns_pid."""
+def _sockets(netns_pid: str):
+    """(local port, remote port, state, receive queue) of every TCP socket, IPv4 and
+    IPv6, in the network namespace of netns_pid (/proc/<pid>/net/tcp and tcp6)."""
     for table in ("tcp", "tcp6"):
         try:
             rows = pathlib.Path(f"/proc/{netns_pid}/net/{table}").read_text().splitlines()[1:]
@@ -79,25 +80,21 @@ def listening(port: int, netns_pid: str = "self") -> bool:
             continue
         for row in rows:
             fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                return True
-    return False
+            yield (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
+                   fields[3], int(fields[4].split(":")[1], 16))
+
+
+def listening(port: int, netns_pid: str = "self") -> bool:
+    """True while something listens on port in the network namespace of netns_pid."""
+    return any(local == port and state == "0A" for local, _, state, _ in _sockets(netns_pid))
 
 
 def request_read(server_port: int, client_port: int, netns_pid: str = "self") -> bool:
     """True once the server side of the connection from client_port has an empty
     receive queue (its request taken off the socket: in flight, not queued)."""
-    for table in ("tcp", "tcp6"):
-        try:
-            rows = pathlib.Path(f"/proc/{netns_pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            local, remote, state = fields[1], fields[2], fields[3]
-            if (int(local.rsplit(":", 1)[1], 16) == server_port
-                    and int(remote.rsplit(":", 1)[1], 16) == client_port and state == "01"):
-                return int(fields[4].split(":")[1], 16) == 0
+    for local, remote, state, queued in _sockets(netns_pid):
+        if local == server_port and remote == client_port and state == "01":
+            return queued == 0
     return False
 
 

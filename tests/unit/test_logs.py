@@ -1,6 +1,8 @@
 """Log lines: one per event, JSON or key=value, access lines with every field."""
 
+import contextlib
 import io
+import os
 import json
 
 from hello.logs import AccessLogMiddleware, LogWriter
@@ -116,3 +118,82 @@ def test_access_middleware_passes_exc_info_and_closes_the_body():
     assert calls == [("200 OK", None), ("500 Internal Server Error", ("exc", "info", None))]
     assert closed == [True]
     assert json.loads(out.getvalue())["status"] == 500
+
+
+def _pipe_nobody_reads():
+    """A text stream on a pipe whose reading end is closed: the next write is EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return open(write_end, "w", encoding="utf-8")  # noqa: SIM115 (closed by the test)
+
+
+def test_a_lost_stdout_costs_one_stderr_line_and_points_its_fd_at_dev_null():
+    out, err = _pipe_nobody_reads(), io.StringIO()
+    writer = LogWriter("json", out=out, err=err)
+    try:
+        writer.event("listening")
+        writer.event("still here")  # dropped without another word
+        assert writer.out is None
+        assert os.readlink(f"/proc/self/fd/{out.fileno()}") == "/dev/null"
+        lines = err.getvalue().splitlines()
+        assert len(lines) == 1
+        line = json.loads(lines[0])
+        del line["time"]
+        assert line == {"level": "error", "event": "stdout is closed; its log lines are dropped "
+                        "from now on", "error": "BrokenPipeError"}
+    finally:
+        out.close()
+
+
+def test_a_lost_stderr_is_dropped_quietly_and_stdout_goes_on():
+    out, err = io.StringIO(), _pipe_nobody_reads()
+    writer = LogWriter("json", out=out, err=err)
+    try:
+        writer.error("first")
+        writer.error("second")
+        assert writer.err is None
+        writer.event("listening")
+        assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["listening"]
+        assert os.readlink(f"/proc/self/fd/{err.fileno()}").startswith("pipe:")  # left alone
+    finally:
+        with contextlib.suppress(BrokenPipeError):  # what the failed write left buffered
+            err.close()
+
+
+def test_stdout_and_stderr_both_lost_end_in_silence_not_an_exception():
+    out, err = _pipe_nobody_reads(), _pipe_nobody_reads()
+    writer = LogWriter("text", out=out, err=err)
+    try:
+        writer.event("listening")  # stdout fails, then so does the line saying so
+        assert (writer.out, writer.err) == (None, None)
+        writer.error("nobody hears this")
+        writer.event("or this")
+    finally:
+        for stream in (out, err):
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
+
+
+def test_raw_stdout_line_is_one_whole_line_written_at_once():
+    read_end, write_end = os.pipe()
+    with open(write_end, "w", encoding="utf-8") as out:
+        writer = LogWriter("json", out=out, err=io.StringIO())
+        writer.raw_stdout_line({"level": "info", "event": "second signal, exiting now"})
+        data = os.read(read_end, 65536)  # no flush: os.write, as a signal handler needs
+        writer.out = None
+        writer.raw_stdout_line({"event": "not written"})
+    assert data.endswith(b"\n") and data.count(b"\n") == 1
+    line = json.loads(data)
+    assert (line["level"], line["event"]) == ("info", "second signal, exiting now")
+    assert os.read(read_end, 65536) == b""  # closed, and nothing more was written
+    os.close(read_end)
+
+
+def test_raw_stdout_line_on_a_closed_stdout_raises_nothing():
+    out = _pipe_nobody_reads()
+    out.close()
+    LogWriter("json", out=out, err=io.StringIO()).raw_stdout_line({"event": "x"})  # ValueError
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w", encoding="utf-8") as broken:
+        LogWriter("json", out=broken, err=io.StringIO()).raw_stdout_line({"event": "x"})  # EPIPE

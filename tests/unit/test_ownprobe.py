@@ -43,11 +43,14 @@ def _cmd(argv: list[str]) -> str:
 
 
 def _serve_then_check(port: int, *serve_args: str, host: str = "127.0.0.1") -> str:
-    """Shell: start a server here, wait for it by the --own check, check once more."""
+    """Shell: start a server here, wait for its "listening" line, then probe it once.
+    (Not the probe in a loop until it passes: a broken probe would be retried for a
+    minute before the test failed, and each try starts a Python.)"""
     serve = _cmd(python_hello("serve", "--host", host, "--port", str(port), *serve_args))
     check = _cmd(python_hello("healthcheck", "--port", str(port), "--own", "/readyz"))
-    return (f"{serve} >/dev/null 2>&1 & for i in $(seq 200); do {check} >/dev/null 2>&1 && break; "
-            f"sleep 0.05; done; {check}; status=$?; kill %1; wait; exit $status")
+    return (f'log=$(mktemp); {serve} >"$log" 2>&1 & '
+            f'for i in $(seq 600); do grep -qs \'"event":"listening"\' "$log" && break; sleep 0.05; done; '
+            f'{check}; status=$?; kill %1; wait; rm -f "$log"; exit $status')
 
 
 def test_own_server_in_the_same_pid_namespace_passes(pidns):

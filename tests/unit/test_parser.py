@@ -61,6 +61,7 @@ def test_a_malformed_chunk_ends_the_request_with_its_error():
     (b"\r\nXPOST /x HTTP/1.1\r\n", ("XPOST", "/x")),
     (b"GET /a HTTP/1.1", None),  # the first line is not whole: no guess
     (b"\r\n\r\n", None),
+    (b" \t\r\n GET /sp HTTP/1.1\r\n", ("GET", "/sp")),  # whitespace first, as waitress skips it
 ])
 def test_the_request_line_a_too_large_head_logs(start, line):
     assert HelloParser._request_line_of(start) == line
