@@ -2,8 +2,8 @@
 
 import contextlib
 import io
-import os
 import json
+import os
 
 from hello.logs import AccessLogMiddleware, LogWriter
 
