@@ -184,6 +184,8 @@ EQUIVALENT: dict[str, str] = {
         "the first token of a status line ('413 Request Entity Too Large') is the same however it is split.",
     'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_72':
         "`content_length or 0` or `or 1`: waitress's error answers always have a body, so it is never 0.",
+    "hello.ownprobe.x__hex_endpoint6__mutmut_8":
+        "'::ffff:' or '::FFFF:': inet_pton reads hex digits in either case.",
 }
 
 

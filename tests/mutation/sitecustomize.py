@@ -17,7 +17,8 @@ def _report_hits() -> None:
 
     hits = sorted(state()._stats)
     if hits:
-        path = os.path.join(os.environ["HELLO_MUTMUT_HITS"], f"{os.getpid()}.hits")
+        # a process in its own PID namespace may be pid 1 like another: the name must not clash
+        path = os.path.join(os.environ["HELLO_MUTMUT_HITS"], f"{os.getpid()}-{os.urandom(8).hex()}.hits")
         with open(path, "w", encoding="utf-8") as out:
             out.write("\n".join(hits) + "\n")
 

@@ -99,6 +99,7 @@ def test_env_file_comments_blanks_and_values_as_written():
                            "(systemd and docker read them differently)"),
     ("HELLO_MESSAGE=a\\nb", "line 1: HELLO_MESSAGE: quotes and backslashes are not allowed "
                             "(systemd and docker read them differently)"),
+    ("HELLO_THREADS=8X\n", "line 1: HELLO_THREADS: '8X' is not a thread count (1-256)"),
 ])
 def test_env_file_bad_value_lines_exactly(line, message):
     with pytest.raises(ConfigError) as caught:

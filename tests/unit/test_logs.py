@@ -56,6 +56,47 @@ def test_library_warnings_become_one_error_line_with_the_last_traceback_line():
     assert out.getvalue() == ""
 
 
+def test_a_repeated_library_warning_is_one_line_per_window_then_says_how_many_were_left_out(
+        monkeypatch):
+    """waitress logs "Task queue depth is N" for every queued request: one line per
+    message (its format, not its arguments) per REPEAT_SECONDS, then the count held back."""
+    import logging
+
+    from hello import server
+
+    clock = [1000.0]
+    monkeypatch.setattr(server.time, "monotonic", lambda: clock[0])
+    writer, _, err = make_writer()
+    handler = server._ErrorsToWriter(writer)
+
+    def warn(msg, *args, logger="waitress.queue"):
+        handler.emit(logging.LogRecord(logger, logging.WARNING, __file__, 1, msg, args, None))
+
+    for depth in (1, 2, 3):
+        warn("Task queue depth is %d", depth)
+    warn("another message %s", "a")  # its own window
+    warn("Task queue depth is %d", 4, logger="waitress")  # another logger: its own window
+    clock[0] = 1000.0 + server.REPEAT_SECONDS - 0.5
+    warn("Task queue depth is %d", 5)
+    clock[0] = 1000.0 + server.REPEAT_SECONDS  # exactly REPEAT_SECONDS after the first line
+    warn("Task queue depth is %d", 6)
+    warn("Task queue depth is %d", 7)
+    clock[0] += server.REPEAT_SECONDS
+    warn("Task queue depth is %d", 8)
+    lines = [json.loads(line) for line in err.getvalue().splitlines()]
+    for line in lines:
+        del line["time"]
+    assert lines == [
+        {"level": "warning", "event": "Task queue depth is 1", "logger": "waitress.queue"},
+        {"level": "warning", "event": "another message a", "logger": "waitress.queue"},
+        {"level": "warning", "event": "Task queue depth is 4", "logger": "waitress"},
+        {"level": "warning", "event": "Task queue depth is 6", "logger": "waitress.queue",
+         "repeats_left_out": 3},
+        {"level": "warning", "event": "Task queue depth is 8", "logger": "waitress.queue",
+         "repeats_left_out": 1},
+    ]
+
+
 def test_text_format():
     writer, out, _ = make_writer("text")
     writer.event("stopped", drained_ms=3)

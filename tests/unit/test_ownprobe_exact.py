@@ -1,0 +1,230 @@
+"""`healthcheck --own`'s verdicts, one line each, against loopback stubs in this process.
+
+A stub's end of the connection is held by this process, which /proc shows: the
+answer counts as our own, so each test isolates one way an answer can be wrong.
+(tests/unit/test_ownprobe.py runs the real server in real PID namespaces.)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from hello import ownprobe
+from hello.ownprobe import _held_by_visible_process, _socket_inode, probe_own
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+class Stub:
+    """Answers each connection with a script of (delay seconds, bytes), then holds it
+    open (hold=True) or closes it; keeps what each request said."""
+
+    def __init__(self, script: list[tuple[float, bytes]], hold: bool = True):
+        self.script, self.hold = script, hold
+        self.requests: list[bytes] = []
+        self.done = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/readyz"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        held = []
+        self.listener.settimeout(10)
+        try:
+            while not self.done.is_set():
+                conn, _ = self.listener.accept()
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                self.requests.append(request)
+                for delay, data in self.script:
+                    time.sleep(delay)  # the script's pacing, not a wait for a result
+                    conn.sendall(data)
+                if self.hold:
+                    held.append(conn)
+                else:
+                    conn.close()
+        except OSError:
+            pass
+        finally:
+            self.done.wait(10)
+            for conn in held:
+                conn.close()
+
+    def close(self) -> None:
+        self.done.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def stub():
+    made: list[Stub] = []
+
+    def make(script, hold=True) -> Stub:
+        made.append(Stub(script, hold))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def test_a_200_from_this_process_passes_and_the_request_is_exact(stub):
+    server = stub([(0, OK)])
+    assert probe_own(server.port, "/readyz", 2) == (True, f"{server.url}: 200 from this "
+                                                          "container's own server")
+    assert server.requests == [f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                               "User-Agent: hello-healthcheck\r\n\r\n".encode()]
+
+
+def test_a_status_line_in_pieces_is_read_whole(stub):
+    """The last piece 0.6 s before the deadline: each read waits for what time is left."""
+    server = stub([(0, b"HTT"), (0.9, b"P/1.1 200 OK"), (0.3, b"\r\n\r\n")])
+    ok, reason = probe_own(server.port, "/readyz", 1.8)
+    assert (ok, reason) == (True, f"{server.url}: 200 from this container's own server")
+
+
+def test_a_200_with_an_empty_reason_phrase_passes(stub):
+    server = stub([(0, b"HTTP/1.1 200 \r\n\r\n")])  # RFC 9112: the reason may be empty
+    assert probe_own(server.port, "/readyz", 2)[0] is True
+
+
+@pytest.mark.parametrize("answer, why", [
+    (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", "status 503, expected 200"),
+    (b"HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n", "status 302, expected 200"),
+    (b"garbage\r\n\r\n", "bad HTTP answer"),
+    (b"HTTP/1.1\r\n\r\n", "bad HTTP answer"),
+    (b"XYZ/1.1 200 OK\r\n\r\n", "bad HTTP answer"),
+])
+def test_anything_but_a_200_status_line_fails_with_one_reason(stub, answer, why):
+    server = stub([(0, answer)])
+    assert probe_own(server.port, "/readyz", 2) == (False, f"{server.url}: {why}")
+
+
+def test_a_connection_closed_without_an_answer_fails(stub):
+    server = stub([], hold=False)
+    assert probe_own(server.port, "/readyz", 2) == \
+        (False, f"{server.url}: connection closed before an answer")
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout(stub):
+    server = stub([(3, b"")], hold=False)  # silent for 3 s, then closes
+    started = time.monotonic()
+    assert probe_own(server.port, "/readyz", 0.4) == (False, f"{server.url}: no answer within 0.4s")
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_full_listen_backlog_fails_within_the_timeout():
+    """The connect itself is bounded by the timeout, not only the reads."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=2)  # takes the one slot
+    try:
+        started = time.monotonic()
+        assert probe_own(port, "/readyz", 0.4) == \
+            (False, f"http://127.0.0.1:{port}/readyz: no answer within 0.4s")
+        assert time.monotonic() - started < 0.9
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_nothing_listening_is_refused():
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    assert probe_own(port, "/readyz", 2) == \
+        (False, f"http://127.0.0.1:{port}/readyz: Connection refused")
+
+
+def _table(path, rows: list[str]) -> str:
+    header = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt"
+              "   uid  timeout inode")
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return str(path)
+
+
+def _row(local: str, remote: str, inode: int, refs: int = 1) -> str:
+    return f"   0: {local} {remote} 01 00000000:00000000 00:00000000 00000000     0        0 {inode} {refs}"
+
+
+def test_socket_inode_is_the_connections_row_not_the_listener_nor_an_orphan(tmp_path):
+    server, client = ("127.0.0.1", 8080), ("127.0.0.1", 40000)
+    local, remote = ownprobe._hex_endpoint(*server), ownprobe._hex_endpoint(*client)
+    assert (local, remote) == ("0100007F:1F90", "0100007F:9C40")
+    tcp = _table(tmp_path / "tcp", [
+        _row(local, "00000000:0000", 111),  # the listener: same local end
+        _row(local, remote, 0, refs=2),      # a closed connection's row: no inode
+        _row(local, remote, 222),
+    ])
+    assert _socket_inode(server, client, (tcp, str(tmp_path / "none"))) == 222
+
+
+def test_socket_inode_falls_back_to_tcp6_when_tcp_is_missing(tmp_path):
+    server, client = ("127.0.0.1", 8080), ("127.0.0.1", 40000)
+    local6, remote6 = ownprobe._hex_endpoint6(*server), ownprobe._hex_endpoint6(*client)
+    assert local6 == "0000000000000000FFFF00000100007F:1F90"
+    tcp6 = _table(tmp_path / "tcp6", [_row(local6, remote6, 333)])
+    assert _socket_inode(server, client, (str(tmp_path / "missing"), tcp6)) == 333
+    assert _socket_inode(server, ("127.0.0.1", 40001), (str(tmp_path / "missing"), tcp6)) is None
+
+
+def _proc(root, holders: dict[str, list[tuple[str, str | None]]]) -> str:
+    """A fake /proc: pid -> [(fd, link target, or None for a regular file)]; a pid
+    with no entries has no fd folder (gone, or another user's)."""
+    (root / "self").mkdir(parents=True)
+    for pid, fds in holders.items():
+        (root / pid).mkdir()
+        if not fds:
+            continue
+        (root / pid / "fd").mkdir()
+        for fd, target in fds:
+            if target is None:
+                (root / pid / "fd" / fd).write_text("")
+            else:
+                os.symlink(target, root / pid / "fd" / fd)
+    return str(root)
+
+
+@pytest.mark.parametrize("first", ["holder", "others"])
+def test_a_socket_is_ours_when_any_visible_process_holds_it(tmp_path, first):
+    """Unreadable pid folders and fds that are not links are skipped, whatever the order."""
+    others = {str(pid): [] for pid in range(10, 30)}
+    others.update({str(pid): [("0", None), ("1", "pipe:[5]")] for pid in range(30, 50)})
+    holder = {"7": [*[(str(fd), None) for fd in range(20)], ("99", "socket:[424242]")]}
+    proc = _proc(tmp_path, {**holder, **others} if first == "holder" else {**others, **holder})
+    assert _held_by_visible_process(424242, proc) is True
+    assert _held_by_visible_process(424243, proc) is False
+
+
+def test_healthcheck_own_passes_on_its_own_200_with_one_line(stub, capsys):
+    from hello import cli
+    server = stub([(0, OK)])
+    assert cli.main(["healthcheck", "--own", "/readyz", "--port", str(server.port),
+                     "--timeout", "2s"], env={}) == 0
+    assert capsys.readouterr() == (f"hello healthcheck: {server.url}: 200 from this container's "
+                                   "own server\n", "")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--own", "/readyz", "--url", "http://127.0.0.1:1/"],
+     "healthcheck: --own and --url exclude each other"),
+    (["--own", "/readyz", "--commit", "abcdef0"],
+     "healthcheck: --own and --commit exclude each other"),
+    (["--own", "readyz"], "--own: 'readyz' is not a path like /readyz"),
+    (["--own", "/a b"], "--own: '/a b' is not a path like /readyz"),
+    (["--own", "/readyz", "--port", "0"], "--port: '0' is not a port number (1-65535)"),
+    (["--own", "/readyz", "--timeout", "0"], "--timeout: '0' is not a duration above 0s and at most 3600s"),
+])
+def test_healthcheck_own_usage_errors_exactly(args, line, capsys):
+    from hello import cli
+    assert cli.main(["healthcheck", *args], env={}) == 2
+    assert capsys.readouterr() == ("", f"hello: {line}\n")
