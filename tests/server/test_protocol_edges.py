@@ -5,6 +5,7 @@ import socket
 
 import pytest
 
+from tests.conftest import http_status
 from tests.server.rawhttp import exchange, seconds_until_closed, statuses
 
 
@@ -117,27 +118,33 @@ def _connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
+def _closed_by_its_deadline(service, sock: socket.socket) -> None:
+    """The deadline closed this connection (after about 1 s), not the server: it still
+    answers, and it is the same process (a crashed loop also closes every connection)."""
+    waited = seconds_until_closed(sock, limit=6)
+    assert waited is not None and 0.8 <= waited <= 3.5, waited
+    assert service.process.poll() is None, "the server exited"
+    assert http_status(service.url + "/healthz") == 200
+
+
 def test_header_deadline_closes_a_dripping_head(serve_unfrozen):
     service = serve_unfrozen("--header-timeout", "1s")
     with _connect(service.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-        waited = seconds_until_closed(sock, limit=6)
-    assert waited is not None and 0.8 <= waited <= 3.5, waited
+        _closed_by_its_deadline(service, sock)
 
 
 def test_header_deadline_closes_a_silent_connection(serve_unfrozen):
     service = serve_unfrozen("--header-timeout", "1s")
     with _connect(service.port) as sock:
-        waited = seconds_until_closed(sock, limit=6)
-    assert waited is not None and 0.8 <= waited <= 3.5, waited
+        _closed_by_its_deadline(service, sock)
 
 
 def test_body_deadline_closes_a_dripping_body(serve_unfrozen):
     service = serve_unfrozen("--body-timeout", "1s")
     with _connect(service.port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
-        waited = seconds_until_closed(sock, limit=6)
-    assert waited is not None and 0.8 <= waited <= 3.5, waited
+        _closed_by_its_deadline(service, sock)
 
 
 def test_keep_alive_between_requests_is_not_the_header_deadline(serve_unfrozen):
@@ -147,3 +154,43 @@ def test_keep_alive_between_requests_is_not_the_header_deadline(serve_unfrozen):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert statuses(sock.recv(65536)) == [200]
         assert seconds_until_closed(sock, limit=2.5) is None
+
+
+def test_channel_timeout_closes_an_idle_keep_alive_connection(serve_unfrozen):
+    """The idle sweep runs every second here (waitress's is 30 s), so --channel-timeout 1
+    closes a served, idle keep-alive connection within a few seconds."""
+    service = serve_unfrozen("--channel-timeout", "1")
+    with _connect(service.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert statuses(sock.recv(65536)) == [200]
+        waited = seconds_until_closed(sock, limit=6)
+    assert waited is not None and waited <= 3.5, waited
+    assert http_status(service.url + "/healthz") == 200
+
+
+def test_connection_limit_evicts_the_stalest_unfinished_request_for_a_new_client(serve_unfrozen):
+    """--connection-limit reaches the server: at 2 open connections, a third (a probe)
+    evicts the one whose unfinished head started first, and is answered
+    (tests/unit/test_connection_limit.py has every case, one loop turn at a time)."""
+    service = serve_unfrozen("--connection-limit", "2", "--header-timeout", "30s")
+    with _connect(service.port) as oldest:
+        oldest.sendall(b"GET / HTTP/1.1\r\n")
+        assert http_status(service.url + "/healthz") == 200  # under the limit: nothing cut
+        with _connect(service.port) as newer:
+            newer.sendall(b"GET / HTTP/1.1\r\n")
+            assert http_status(service.url + "/healthz") == 200  # the third connection
+            assert seconds_until_closed(oldest, limit=3) is not None
+            newer.sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            newer.settimeout(5)
+            while chunk := newer.recv(65536):
+                reply += chunk
+            assert statuses(reply) == [200]
+
+
+def test_no_access_log_means_no_line_for_the_servers_own_error_answers_either(serve_unfrozen):
+    service = serve_unfrozen("--no-access-log")
+    reply, _ = exchange(service.port, b"GET / HTTP/1.1\r\n\r\n")  # no Host: waitress's 400
+    assert statuses(reply) == [400]
+    _, out, _ = service.stop()
+    assert [line["event"] for line in access_lines(out)] == [], out

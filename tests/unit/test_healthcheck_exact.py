@@ -131,3 +131,23 @@ def test_bad_urls_exactly(url, message):
 ])
 def test_local_url_of_the_servers_own_host(host, url):
     assert healthcheck.local_url(host, 8080) == url
+
+
+def test_a_full_listen_backlog_fails_within_the_timeout():
+    """The connect is bounded by the timeout too (a server too busy to accept)."""
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=2)  # takes the one slot
+    try:
+        started = time.monotonic()
+        ok, reason = healthcheck.probe(f"http://127.0.0.1:{port}/healthz", 0.4)
+        assert (ok, reason) == (False, f"http://127.0.0.1:{port}/healthz: no complete answer "
+                                       "within 0.4s")
+        assert time.monotonic() - started < 0.9
+    finally:
+        filler.close()
+        listener.close()

@@ -206,10 +206,11 @@ def test_a_socket_is_ours_when_any_visible_process_holds_it(tmp_path, first):
 
 
 def test_healthcheck_own_passes_on_its_own_200_with_one_line(stub, capsys):
+    """The port from the environment, as a container's HEALTHCHECK has it."""
     from hello import cli
     server = stub([(0, OK)])
-    assert cli.main(["healthcheck", "--own", "/readyz", "--port", str(server.port),
-                     "--timeout", "2s"], env={}) == 0
+    assert cli.main(["healthcheck", "--own", "/readyz", "--timeout", "2s"],
+                    env={"PORT": str(server.port)}) == 0
     assert capsys.readouterr() == (f"hello healthcheck: {server.url}: 200 from this container's "
                                    "own server\n", "")
 
