@@ -37,15 +37,11 @@ def _build_parser() -> argparse.ArgumentParser:
         env = " or ".join(f"${name}" for name in option.envs)
         default = option.shown_default or option.default
         text = f"{option.help} (env {env}; default {default})".replace("%", "%%")
-        if option.boolean:
-            serve.add_argument(option.flag, dest=option.name, default=None,
-                               action=argparse.BooleanOptionalAction, help=text)
-        elif option.repeatable:
-            serve.add_argument(option.flag, dest=option.name, default=None, action="append",
-                               metavar=option.name.upper(), help=text)
-        else:
-            serve.add_argument(option.flag, dest=option.name, default=None,
-                               metavar=option.name.upper(), help=text)
+        # argparse's own dest (the flag's name), metavar (its upper case) and default
+        # (None: not given) are what main() reads; a test checks the names agree
+        action = (argparse.BooleanOptionalAction if option.boolean
+                  else "append" if option.repeatable else "store")
+        serve.add_argument(option.flag, action=action, help=text)
 
     check = commands.add_parser("healthcheck", help="exit 0 if the local server's /healthz answers 200")
     target = check.add_mutually_exclusive_group()

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from hello import __version__, buildinfo
+from hello.config import OPTIONS
 from tests.conftest import ROOT, child_env
 
 
@@ -235,3 +236,19 @@ def test_healthcheck_commit_wants_that_build_to_answer(commit, ok):
 def test_healthcheck_commit_must_look_like_one():
     result = run_cli("healthcheck", "--commit", "HEAD")
     assert result.returncode == 2 and "--commit: 'HEAD' is not a commit" in result.stderr
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
+def test_each_serve_flag_reaches_its_setting_and_is_none_when_not_given(option):
+    """main() reads args.<setting name>: argparse's dest must be that name."""
+    from hello.cli import _build_parser
+    parser = _build_parser()
+    assert getattr(parser.parse_args(["serve"]), option.name) is None
+    if option.boolean:
+        given = parser.parse_args(["serve", option.flag, f"--no-{option.flag[2:]}"])
+        assert getattr(given, option.name) is False
+    elif option.repeatable:
+        given = parser.parse_args(["serve", option.flag, "a", option.flag, "b"])
+        assert getattr(given, option.name) == ["a", "b"]
+    else:
+        assert getattr(parser.parse_args(["serve", option.flag, "v"]), option.name) == "v"
