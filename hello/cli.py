@@ -28,15 +28,13 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hello", description="A tiny HTTP service for checking deployments.")
     parser.add_argument("--version", action="store_true", help="print version and exit")
-    commands = parser.add_subparsers(dest="command",
-                                     metavar="{serve,healthcheck,version,check-env}",
-                                     parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command")  # each a _Parser, like its parent
 
     serve = commands.add_parser("serve", help="serve HTTP (the default)")
     for option in config.OPTIONS:
         env = " or ".join(f"${name}" for name in option.envs)
         default = option.shown_default or option.default
-        text = f"{option.help} (env {env}; default {default})".replace("%", "%%")
+        text = f"{option.help} (env {env}; default {default})"  # no % (argparse formats it)
         # argparse's own dest (the flag's name), metavar (its upper case) and default
         # (None: not given) are what main() reads; a test checks the names agree
         action = (argparse.BooleanOptionalAction if option.boolean

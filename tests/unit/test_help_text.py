@@ -35,6 +35,24 @@ def test_help_page_is_the_one_kept(name, monkeypatch):
     assert help_page(COMMANDS[name]) == (PAGES / f"{name}.txt").read_text()
 
 
+@pytest.mark.parametrize("argv", [["-h"], ["--help"]])
+def test_help_with_no_command_is_the_top_level_page(argv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.main(argv, env={})
+    assert out.getvalue() == (PAGES / "hello.txt").read_text()
+
+
+def test_an_error_in_a_command_is_one_line_like_the_top_level():
+    """Every command's parser is a _Parser: `hello: ...` and exit 2, not argparse's usage."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        cli.main(["healthcheck", "--timeout"], env={})  # the healthcheck parser's own error
+    assert exited.value.code == 2
+    assert err.getvalue() == "hello: argument --timeout: expected one argument (see 'hello --help')\n"
+
+
 if __name__ == "__main__":
     os.environ["COLUMNS"] = "100"
     for page, command in COMMANDS.items():
