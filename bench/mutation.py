@@ -247,6 +247,8 @@ EQUIVALENT: dict[str, str] = {
         "encoding ascii, ASCII or the locale's: /proc/net/tcp is hex digits and spaces.",
     'hello.ownprobe.x__socket_inode__mutmut_14':
         "encoding ascii, ASCII or the locale's: /proc/net/tcp is hex digits and spaces.",
+    'hello.cli.x_main__mutmut_40':
+        "getattr's default None or False for `--json`: only tested for truth.",
 }
 
 

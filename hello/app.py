@@ -20,12 +20,12 @@ from hello.config import MAX_WAIT_SECONDS, parse_duration
 # Routes that --random-delay and --random-error may touch; never health or admin.
 INJECTABLE = frozenset({"index", "whoami"})
 _STATUS_CODE = re.compile(r"[2-5][0-9][0-9]")
-# The header each of these codes MUST carry (RFC 9110 15.5.2, 15.5.6, 15.5.8): a
-# client that checks for it (curl, an HTTP library's auth handler) gets it.
+# The header each of these codes MUST carry (RFC 9110 15.5.2, 15.5.6): a client that
+# checks for it (curl, an HTTP library's auth handler) gets it. 407's Proxy-Authenticate
+# is hop-by-hop, which a WSGI app may not send (PEP 3333; waitress answers 500 instead).
 _REQUIRED_HEADERS = {
     401: {"WWW-Authenticate": 'Basic realm="hello"'},
     405: {"Allow": "GET, HEAD, OPTIONS"},
-    407: {"Proxy-Authenticate": 'Basic realm="hello"'},
 }
 
 

@@ -39,6 +39,17 @@ def test_routes_and_headers_through_the_server(serve_unfrozen):
                5.0, what="both requests counted in /metrics")
 
 
+def test_every_status_code_is_answered_as_itself_through_waitress(serve_unfrozen):
+    """Through the real server, not only the Flask test client: waitress refuses
+    hop-by-hop headers from an app with a 500 (407's Proxy-Authenticate was one)."""
+    service = serve_unfrozen("--no-access-log")
+    for code in range(200, 600):
+        status, headers, _ = http_get(service.url + f"/status/{code}")
+        assert status == code, f"/status/{code} answered {status}"
+    status, headers, _ = http_get(service.url + "/status/401")
+    assert headers["WWW-Authenticate"] == 'Basic realm="hello"'
+
+
 def test_readiness_switch_needs_admin(serve_unfrozen):
     plain = serve_unfrozen()
     assert post(plain.url + "/readyz/disable", b"")[0] == 404
