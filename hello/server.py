@@ -208,6 +208,7 @@ class Server:
         self._call_in_loop(lambda: waitress_internals.close_all(server), timeout=1.0)
         self._loop.join(2.0)
         self.waitress.task_dispatcher.shutdown(timeout=1.0)
+        waitress_internals.close_trigger(self.waitress)
         others = [t.name for t in threading.enumerate()
                   if t is not threading.current_thread() and t.name != LogWriter.THREAD_NAME]
         self.writer.event("stopped", drained_ms=round((time.monotonic() - started) * 1000),

@@ -483,7 +483,25 @@ def close_idle(server: HelloServer, grace_seconds: float) -> None:
 
 
 def close_all(server: HelloServer) -> None:
-    wasyncore.close_all(server._map)
+    """Drain's last step (loop thread): every connection is closed and the loop ends.
+
+    The trigger stays open: a worker that just sent its last response still pulls it
+    (waitress's HTTPChannel.service() ends `if self.connected: self.server.pull_trigger()`),
+    and its connection can close, and this run, between that check and the write, which
+    then raised EBADF in the worker. close_trigger closes it once the workers are gone.
+    """
+    trigger = server.trigger
+    wasyncore.close_all({fd: obj for fd, obj in server._map.items() if obj is not trigger})
+    server._map.clear()  # the trigger too: the loop ends
+
+
+def close_trigger(server: HelloServer) -> None:
+    """After the workers stopped. One still running (past the shutdown timeout) may yet
+    pull it: then the pipe is left to the process's exit."""
+    with server.task_dispatcher.lock:
+        if server.task_dispatcher.threads:
+            return
+    server.trigger.close()
 
 
 def busy_connections(server: HelloServer) -> int:

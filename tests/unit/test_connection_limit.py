@@ -87,6 +87,7 @@ class Loop:
             client.close()
         self.server.task_dispatcher.shutdown(timeout=5)
         waitress_internals.close_all(self.server)
+        waitress_internals.close_trigger(self.server)
 
 
 @pytest.fixture

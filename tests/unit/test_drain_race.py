@@ -1,0 +1,97 @@
+"""The end of a drain against a worker still finishing its last request.
+
+waitress's HTTPChannel.service() ends with `if self.connected: self.server.pull_trigger()`
+(waitress/channel.py:511-512), in the worker thread, after its response is sent and
+close_when_flushed is set. Between that check and the write to the trigger's pipe, the
+loop can close the connection (its response is flushed), the drain then sees no
+connection left and close_all runs: if close_all closes the trigger, the worker's write
+raises EBADF and the dispatcher logs "Exception when servicing ... Bad file descriptor"
+on stderr. The worker is held in that window here, so the order is forced, not raced.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from hello import waitress_internals
+from hello.waitress_internals import HelloServer
+from tests.conftest import wait_until
+
+CLOSE = b"GET /nope?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def _app(environ, start_response):
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"nope"]
+
+
+def test_a_worker_pulling_the_trigger_after_its_connection_closed_survives_close_all():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    server = HelloServer(_app, listener, writer=None, header_timeout=30, body_timeout=60,
+                         threads=1, connection_limit=10, ident="hello")
+    in_window, go_on = threading.Event(), threading.Event()
+    pull = server.pull_trigger
+
+    def held_pull():
+        if threading.current_thread().name.startswith("waitress-") and not go_on.is_set():
+            in_window.set()  # past channel.py:511 `if self.connected`, before the write
+            go_on.wait(5)
+        pull()
+
+    server.pull_trigger = held_pull
+    records = _Records()
+    logger = logging.getLogger("waitress")
+    logger.addHandler(records)
+    loop = threading.Thread(target=server.run, daemon=True)
+
+    def in_loop(step):  # Server._call_in_loop
+        done = threading.Event()
+
+        def run():
+            try:
+                step()
+            finally:
+                done.set()
+
+        server.trigger.pull_trigger(run)
+        assert done.wait(5)
+
+    try:
+        loop.start()
+        with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5) as client:
+            client.sendall(CLOSE)
+            assert in_window.wait(5), "the worker never reached the trigger"
+            answer = b""
+            while chunk := client.recv(65536):  # the loop closes it: the response was flushed
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 404 ")
+        # Server.drain, while the worker is still in service()
+        in_loop(lambda: waitress_internals.accept_queued_and_stop_listening(server))
+        wait_until(lambda: not waitress_internals.busy_connections(server), timeout=5,
+                   what="the connection to close")
+        in_loop(lambda: waitress_internals.close_all(server))
+        loop.join(5)
+        assert not loop.is_alive()
+        go_on.set()  # the worker writes to the trigger now
+        server.task_dispatcher.shutdown(timeout=5)
+        assert not server.task_dispatcher.threads
+    finally:
+        go_on.set()
+        logger.removeHandler(records)
+    assert [record.getMessage() for record in records.records] == []
+    waitress_internals.close_trigger(server)  # Server.drain, after the workers stopped
+    assert server.trigger._closed
