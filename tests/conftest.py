@@ -7,6 +7,7 @@ HELLO_REQUIRE_ALL=1 (what .ci/run sets) the skip becomes a failure.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -82,6 +83,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def full_listen_backlog():
+    """A loopback port whose listen backlog is full: a new connect waits (Linux drops
+    its SYN), as on a server too busy to accept. Yields the port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=2):  # takes the one slot
+            yield port
 
 
 def http_get(url: str, timeout: float = 5.0, headers: dict | None = None):

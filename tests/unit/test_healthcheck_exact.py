@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from hello import healthcheck
+from tests.conftest import full_listen_backlog
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -137,17 +138,9 @@ def test_a_full_listen_backlog_fails_within_the_timeout():
     """The connect is bounded by the timeout too (a server too busy to accept)."""
     import time
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    filler = socket.create_connection(("127.0.0.1", port), timeout=2)  # takes the one slot
-    try:
+    with full_listen_backlog() as port:
         started = time.monotonic()
         ok, reason = healthcheck.probe(f"http://127.0.0.1:{port}/healthz", 0.4)
         assert (ok, reason) == (False, f"http://127.0.0.1:{port}/healthz: no complete answer "
                                        "within 0.4s")
         assert time.monotonic() - started < 0.9
-    finally:
-        filler.close()
-        listener.close()

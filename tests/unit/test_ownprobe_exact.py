@@ -16,6 +16,7 @@ import pytest
 
 from hello import ownprobe
 from hello.ownprobe import _held_by_visible_process, _socket_inode, probe_own
+from tests.conftest import full_listen_backlog
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
@@ -122,19 +123,11 @@ def test_a_server_that_never_answers_fails_within_the_timeout(stub):
 
 def test_a_full_listen_backlog_fails_within_the_timeout():
     """The connect itself is bounded by the timeout, not only the reads."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    filler = socket.create_connection(("127.0.0.1", port), timeout=2)  # takes the one slot
-    try:
+    with full_listen_backlog() as port:
         started = time.monotonic()
         assert probe_own(port, "/readyz", 0.4) == \
             (False, f"http://127.0.0.1:{port}/readyz: no answer within 0.4s")
         assert time.monotonic() - started < 0.9
-    finally:
-        filler.close()
-        listener.close()
 
 
 def test_nothing_listening_is_refused():
