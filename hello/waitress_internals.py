@@ -489,9 +489,19 @@ def close_all(server: HelloServer) -> None:
     (waitress's HTTPChannel.service() ends `if self.connected: self.server.pull_trigger()`),
     and its connection can close, and this run, between that check and the write, which
     then raised EBADF in the worker. close_trigger closes it once the workers are gone.
+
+    Connections close through handle_close, as waitress's own loop closes them: it takes
+    the outbuf lock, so a worker still flushing (past a drain timeout) finishes its send
+    before the socket goes, and it wakes a worker waiting on that lock for the loop.
     """
     trigger = server.trigger
-    wasyncore.close_all({fd: obj for fd, obj in server._map.items() if obj is not trigger})
+    others = {}
+    for fd, obj in list(server._map.items()):
+        if isinstance(obj, HTTPChannel):
+            obj.handle_close()
+        elif obj is not trigger:
+            others[fd] = obj
+    wasyncore.close_all(others)
     server._map.clear()  # the trigger too: the loop ends
 
 

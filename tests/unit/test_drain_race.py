@@ -95,3 +95,91 @@ def test_a_worker_pulling_the_trigger_after_its_connection_closed_survives_close
     assert [record.getMessage() for record in records.records] == []
     waitress_internals.close_trigger(server)  # Server.drain, after the workers stopped
     assert server.trigger._closed
+
+
+class _WatchedLock:
+    """A channel's outbuf_lock that says when another thread starts to wait for it."""
+
+    def __init__(self, condition: threading.Condition):
+        self.condition = condition
+        self.contended = threading.Event()
+
+    def __enter__(self):
+        if not self.condition.acquire(blocking=False):
+            self.contended.set()
+            self.condition.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.condition.release()
+
+    def __getattr__(self, name):  # wait, notify: the real condition's
+        return getattr(self.condition, name)
+
+
+def _one_connection():
+    """A HelloServer, not running, with one accepted connection and its client."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    server = HelloServer(_app, listener, writer=None, header_timeout=30, body_timeout=60,
+                         threads=1, connection_limit=10, ident="hello")
+    client = socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5)
+    server.handle_accept()
+    (channel,) = server.active_channels.values()
+    return server, channel, client
+
+
+def _close_all_in_a_thread(server) -> threading.Thread:
+    closer = threading.Thread(target=waitress_internals.close_all, args=(server,), daemon=True)
+    closer.start()
+    return closer
+
+
+def test_close_all_waits_for_a_worker_that_is_still_sending():
+    """Past a drain timeout a worker can be mid-flush (it holds the outbuf lock, the
+    socket in hand): the socket must not be closed under it."""
+    server, channel, client = _one_connection()
+    lock = channel.outbuf_lock = _WatchedLock(channel.outbuf_lock)
+    try:
+        with lock:  # the worker, in _flush_some
+            closer = _close_all_in_a_thread(server)
+            assert lock.contended.wait(5), "close_all closed the connection without the lock"
+            assert channel.socket.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") > 0
+        closer.join(5)
+        assert not closer.is_alive()
+        assert channel.socket is None and not channel.connected
+        client.settimeout(5)
+        assert client.recv(100).startswith(b"HTTP/1.1 200 OK")
+        assert client.recv(100) == b""  # then closed
+    finally:
+        client.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        waitress_internals.close_trigger(server)
+
+
+def test_close_all_wakes_a_worker_waiting_for_the_loop():
+    """A worker whose send failed waits on the outbuf lock for the loop to close the
+    connection (waitress channel.py _flush_outbufs_below_high_watermark): close_all is
+    that close, so it must wake it, or the worker holds drain until its shutdown timeout."""
+    server, channel, client = _one_connection()
+    waiting, woken = threading.Event(), []
+
+    def worker():
+        with channel.outbuf_lock:
+            waiting.set()
+            woken.append(channel.outbuf_lock.wait(5))  # False: timed out, nobody notified
+
+    thread = threading.Thread(target=worker, daemon=True)
+    try:
+        thread.start()
+        assert waiting.wait(5)
+        waitress_internals.close_all(server)  # takes the lock once the worker waits
+        thread.join(6)
+        assert woken == [True]
+        assert not channel.connected
+    finally:
+        client.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        waitress_internals.close_trigger(server)
