@@ -249,6 +249,32 @@ EQUIVALENT: dict[str, str] = {
         "encoding ascii, ASCII or the locale's: /proc/net/tcp is hex digits and spaces.",
     'hello.cli.x_main__mutmut_40':
         "getattr's default None or False for `--json`: only tested for truth.",
+    'hello.ownprobe.x__ask__mutmut_18':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.server.xǁServerǁ__init____mutmut_65':
+        'the loop thread\'s name shows only in a debugger or a py-spy dump; nothing reads it.',
+    'hello.server.xǁServerǁ__init____mutmut_68':
+        'the loop thread\'s name shows only in a debugger or a py-spy dump; nothing reads it.',
+    'hello.server.xǁServerǁ__init____mutmut_70':
+        'the loop thread\'s name shows only in a debugger or a py-spy dump; nothing reads it.',
+    'hello.server.xǁServerǁ__init____mutmut_71':
+        'the loop thread\'s name shows only in a debugger or a py-spy dump; nothing reads it.',
+    'hello.server.xǁ_ErrorsToWriterǁemit__mutmut_21':
+        '`left_out` 0 or None when there is none: it is only tested for truth.',
+    'hello.waitress_internals.xǁHelloChannelǁ__init____mutmut_1':
+        '`served_any` None or False: it is only tested for truth.',
+    'hello.waitress_internals.xǁHelloChannelǁreceived__mutmut_7':
+        '`loop_service_pending` None or False: it is only tested for truth.',
+    'hello.waitress_internals.xǁHelloChannelǁreceived__mutmut_11':
+        ('waitress sends as it writes (its send_bytes is 1), so each loop answer is on the wire '
+        'already; what _send_now adds is closing a `Connection: close` probe in this turn, and such '
+        'a request ends its pipeline, so it is never in a batch cut at LOOP_ANSWERS_PER_READ nor in '
+        'a read that answered nothing.'),
+    'hello.waitress_internals.xǁHelloChannelǁreceived__mutmut_15':
+        ('waitress sends as it writes (its send_bytes is 1), so each loop answer is on the wire '
+        'already; what _send_now adds is closing a `Connection: close` probe in this turn, and such '
+        'a request ends its pipeline, so it is never in a batch cut at LOOP_ANSWERS_PER_READ nor in '
+        'a read that answered nothing.'),
 }
 
 

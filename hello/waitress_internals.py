@@ -326,8 +326,7 @@ class HelloServer(TcpWSGIServer):
 
     def __init__(self, application, sock, *, writer, header_timeout: float,
                  body_timeout: float, **adjustments):
-        adj = Adjustments(asyncore_use_poll=True, cleanup_interval=MAINTENANCE_SECONDS,
-                          **adjustments)
+        adj = Adjustments(cleanup_interval=MAINTENANCE_SECONDS, **adjustments)  # run() polls
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(adj.threads)
         self.header_timeout = header_timeout
@@ -335,9 +334,9 @@ class HelloServer(TcpWSGIServer):
         self.hello_draining = threading.Event()
         self.hello_writer = writer
         self._evicting: list[HelloChannel] = []  # closed when the loop's turn ends
-        super().__init__(application, {}, True, sock, dispatcher=dispatcher, adj=adj,
-                         bind_socket=False,
-                         sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
+        # sock is bound and listening already: waitress neither makes nor binds one
+        super().__init__(application, _sock=sock, dispatcher=dispatcher, adj=adj,
+                         bind_socket=False)
         self._loop_thread: threading.Thread | None = None
 
     def run(self):
@@ -467,8 +466,7 @@ def accept_queued_and_stop_listening(server: HelloServer) -> None:
         conn, addr = pair
         server.set_socket_options(conn)
         server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=server._map)
-    server.accepting = False
-    wasyncore.dispatcher.close(server)
+    wasyncore.dispatcher.close(server)  # and accepting is False
 
 
 def close_idle(server: HelloServer, grace_seconds: float) -> None:

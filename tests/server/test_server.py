@@ -177,6 +177,19 @@ def test_access_log_is_one_json_line_per_request_on_stdout(serve_unfrozen):
     assert err == ""
 
 
+def test_the_listening_line_says_where_who_and_how_many_threads(serve_unfrozen):
+    """The first line a supervisor reads: address, port, pid, threads and version."""
+    from hello.buildinfo import build_info
+    service = serve_unfrozen("--threads", "3")
+    code, out, _ = service.stop()
+    first = log_lines(out)[0]
+    del first["time"]
+    assert first == {"level": "info", "event": "listening", "host": "127.0.0.1",
+                     "port": service.port, "pid": service.process.pid, "threads": 3,
+                     "version": build_info()["version"]}
+    assert code == 0
+
+
 def test_no_access_log_and_text_format(serve_unfrozen):
     service = serve_unfrozen("--no-access-log", "--log-format", "text")
     http_get(service.url + "/")
@@ -276,8 +289,10 @@ def test_second_signal_exits_at_once(serve_unfrozen):
     code = service.process.wait(5)
     assert time.monotonic() - started < 2
     assert code == 128 + signal.SIGTERM
-    events = [line["event"] for line in log_lines(service.process.stdout.read())]
-    assert events[-2:] == ["draining", "second signal, exiting now"]
+    lines = log_lines(service.process.stdout.read())
+    assert [line["event"] for line in lines[-2:]] == ["draining", "second signal, exiting now"]
+    del lines[-1]["time"]
+    assert lines[-1] == {"level": "info", "event": "second signal, exiting now", "signal": "SIGTERM"}
     holder.join(10)
     assert results and results[0][0] is None
 
@@ -319,8 +334,11 @@ def test_socket_activation_serves_on_the_inherited_listener():
     activate = shutil.which("systemd-socket-activate")
     require(activate is not None, "systemd-socket-activate is missing (apt-get install systemd)")
     port = free_port()
-    service = Service([activate, "-l", f"127.0.0.1:{port}", *python_hello("serve")], port,
-                      env=child_env({"HELLO_PORT": "1"}), cwd=ROOT)
+    # systemd-socket-activate starts its command with none of its own environment:
+    # what hello needs (and, under make mutation, the mutant) goes by -E.
+    passed = [f"-E{key}={value}" for key, value in child_env({"HELLO_PORT": "1"}).items()]
+    service = Service([activate, "-l", f"127.0.0.1:{port}", *passed, *python_hello("serve")],
+                      port, env=child_env(), cwd=ROOT)
     try:
         # The first connection makes systemd-socket-activate exec hello with LISTEN_FDS=1;
         # HELLO_PORT=1 proves the port came from the inherited socket, not a bind.

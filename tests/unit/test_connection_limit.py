@@ -251,3 +251,71 @@ def test_the_deadlines_are_checked_once_a_second_not_every_turn(loop, monkeypatc
         server.readable()
     assert len(checks) == 1
     assert server.next_channel_cleanup == pytest.approx(checks[0] + waitress_internals.MAINTENANCE_SECONDS)
+
+
+def _available(client: socket.socket) -> bytes:
+    """What the server has sent so far, without waiting for more."""
+    data = b""
+    client.setblocking(False)
+    while True:
+        try:
+            chunk = client.recv(65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_pipelined_health_is_answered_in_the_read_that_brought_it_a_few_at_a_time(loop):
+    """Health is answered by the loop itself, sent in the same turn (not the next), and
+    at most LOOP_ANSWERS_PER_READ per read: the rest waits its turn with the workers."""
+    server = loop(limit=10)
+    server.busy(1)  # the only worker is held: nothing else answers meanwhile
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                           * (waitress_internals.LOOP_ANSWERS_PER_READ + 1))
+    server.accept()  # accepted, read, answered: no further turn of the loop
+    answers = _available(probe)
+    assert answers.count(b"HTTP/1.1 200 OK\r\n") == waitress_internals.LOOP_ANSWERS_PER_READ
+    assert server.queued() == 1  # the fifth, behind the held worker
+
+
+def test_a_connection_gone_before_accept_does_not_end_the_batch(loop, monkeypatch):
+    server = loop(limit=10)
+    clients = [server.connect(), server.connect()]
+    accept, failed = server.server.accept, []
+
+    def first_one_gone():
+        if not failed:
+            failed.append(True)
+            raise ConnectionAbortedError  # as accept(2) says ECONNABORTED
+        return accept()
+
+    monkeypatch.setattr(server.server, "accept", first_one_gone)
+    server.accept()
+    assert failed and all(server.channel(client) is not None for client in clients)
+
+
+def test_the_deadlines_are_checked_at_the_second_not_after_it(loop, monkeypatch):
+    server = loop(limit=10).server
+    checks = []
+    monkeypatch.setattr(server, "maintenance", checks.append)
+    monkeypatch.setattr(waitress_internals.time, "time", lambda: 5000.0)
+    server.next_channel_cleanup = 5000.0
+    server.readable()
+    assert checks == [5000.0]
+
+
+def test_the_running_loop_answers_health_while_every_worker_is_busy(loop):
+    server = loop(limit=10)
+    server.busy(1)
+    runner = threading.Thread(target=server.server.run, daemon=True)
+    runner.start()
+    try:
+        probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        server.release.set()
+        server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
+        runner.join(5)
+    assert not runner.is_alive()

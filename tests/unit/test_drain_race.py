@@ -11,13 +11,16 @@ on stderr. The worker is held in that window here, so the order is forced, not r
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import subprocess
+import sys
 import threading
 
 from hello import waitress_internals
 from hello.waitress_internals import HelloServer
-from tests.conftest import wait_until
+from tests.conftest import ROOT, child_env, wait_until
 
 CLOSE = b"GET /nope?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -71,6 +74,9 @@ def test_a_worker_pulling_the_trigger_after_its_connection_closed_survives_close
         assert done.wait(5)
 
     try:
+        # a worker counts as busy until it first waits: a task before that is "queued"
+        wait_until(lambda: server.task_dispatcher.active_count == 0, timeout=5,
+                   what="the worker to wait for work")
         loop.start()
         with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5) as client:
             client.sendall(CLOSE)
@@ -183,3 +189,28 @@ def test_close_all_wakes_a_worker_waiting_for_the_loop():
         client.close()
         server.task_dispatcher.shutdown(timeout=5)
         waitress_internals.close_trigger(server)
+
+
+STUCK_LOOP = """
+import threading
+from hello import config, server, waitress_internals
+from hello.logs import LogWriter
+
+waitress_internals.HelloServer.run = lambda self: threading.Event().wait()  # never ends
+sock = server.bind_listener("127.0.0.1", 0, False)
+hello = server.Server(config.load({}, {}), LogWriter("json"), sock)
+hello._loop.start()
+hello.stop_requested.set()
+raise SystemExit(hello.drain())
+"""
+
+
+def test_a_loop_that_never_ends_does_not_keep_the_process_alive_after_drain():
+    """drain waits for the loop thread a bounded time; past that, the process must
+    still exit (the loop thread is a daemon), or a stuck loop is a stuck deploy."""
+    done = subprocess.run([sys.executable, "-c", STUCK_LOOP], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    assert events == ["draining", "stopped"]
+    assert json.loads(done.stdout.splitlines()[-1])["threads_left"] >= 1  # the loop, left behind

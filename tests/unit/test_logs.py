@@ -4,7 +4,9 @@ import contextlib
 import io
 import json
 import os
+import queue
 
+from hello import logs
 from hello.logs import AccessLogMiddleware, LogWriter
 
 
@@ -238,3 +240,36 @@ def test_raw_stdout_line_on_a_closed_stdout_raises_nothing():
     os.close(read_end)
     with open(write_end, "w", encoding="utf-8") as broken:
         LogWriter("json", out=broken, err=io.StringIO()).raw_stdout_line({"event": "x"})  # EPIPE
+
+
+def test_a_full_stdout_queue_drops_lines_and_counts_them_once_per_window(monkeypatch):
+    """stdout nobody reads: past the queue, lines are dropped, and stderr says how many,
+    at most once per DROPPED_REPORT_SECONDS (exactly at the window's end, again)."""
+    clock = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    writer, out, err = make_writer()
+    writer._queue = queue.Queue(2)  # queued, with no thread emptying it: nobody reads
+
+    def dropped_lines():
+        return [(line["level"], line["event"], line["dropped"])
+                for line in map(json.loads, err.getvalue().splitlines())]
+
+    writer.event("one")
+    writer.event("two")
+    assert dropped_lines() == []
+    writer.event("three")  # the first one dropped is said at once
+    assert dropped_lines() == [("warning", "stdout is not being read; its log lines are dropped", 1)]
+    clock[0] += logs.DROPPED_REPORT_SECONDS - 0.001
+    writer.access(path="/four")
+    writer.event("five")
+    assert len(dropped_lines()) == 1  # counted, not said
+    clock[0] += 0.001  # the window's end
+    writer.event("six")
+    assert dropped_lines()[1:] == [("warning", "stdout is not being read; its log lines are dropped",
+                                    3)]
+    writer.event("seven")
+    clock[0] += logs.DROPPED_REPORT_SECONDS
+    writer.event("eight")
+    assert [count for *_, count in dropped_lines()] == [1, 3, 2]
+    assert [json.loads(writer._queue.get_nowait())["event"] for _ in range(2)] == ["one", "two"]
+    assert out.getvalue() == ""

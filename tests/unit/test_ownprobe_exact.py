@@ -222,3 +222,38 @@ def test_healthcheck_own_usage_errors_exactly(args, line, capsys):
     from hello import cli
     assert cli.main(["healthcheck", *args], env={}) == 2
     assert capsys.readouterr() == ("", f"hello: {line}\n")
+
+
+def test_healthcheck_own_takes_every_character_a_path_may_have(stub, capsys):
+    from hello import cli
+    server = stub([(0, OK)])
+    path = "/Ready_Z.v1~/a%20-b"
+    assert cli.main(["healthcheck", "--own", path, "--timeout", "2s"],
+                    env={"PORT": str(server.port)}) == 0
+    assert server.requests[0].startswith(f"GET {path} HTTP/1.1\r\n".encode())
+    assert capsys.readouterr().err == ""
+
+
+OUTSIDE = ("answered only by processes outside this container "
+           "(another task sharing the port; this one does not listen there)")
+
+
+@pytest.mark.parametrize("late, asked", [(False, 3), (True, 1)])
+def test_answers_only_from_outside_fail_after_every_attempt_or_the_deadline(
+        monkeypatch, late, asked):
+    """Another task's 200 is not ours: retried on new connections, at most `attempts`
+    times, and not past the deadline."""
+    clock = [100.0]
+    calls = []
+
+    def ask(port, path, deadline):
+        calls.append(deadline)
+        if late:
+            clock[0] = deadline  # this answer took the whole timeout
+        return "HTTP/1.1 200 OK", False
+
+    monkeypatch.setattr(ownprobe.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(ownprobe, "_ask", ask)
+    assert probe_own(8080, "/readyz", 2.0, attempts=3) == (
+        False, f"http://127.0.0.1:8080/readyz: {OUTSIDE}")
+    assert calls == [102.0] * asked
