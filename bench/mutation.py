@@ -8,8 +8,9 @@ mutmut's configuration is the [mutmut] section of setup.cfg; child processes of
 the tests report what they ran through tests/mutation/sitecustomize.py.
 
 `make mutation ARGS=--resume` keeps mutants/ from the last run: mutmut keeps the
-verdicts of functions whose code did not change, and checks the rest (new, changed, or
-not reached when that run was stopped), with the tests as they are now.
+kills, and the survivors listed as equivalent, of functions whose code did not change,
+and checks the rest (new, changed, or not reached when that run was stopped), with the
+tests as they are now.
 
 `make mutation ARGS=--again` re-runs only the mutants not killed last time against
 the tests as they are now (after adding some), each with pytest -x over the fast
@@ -312,15 +313,17 @@ def _diff(name: str) -> str:
 
 
 def _keep_only_kills() -> None:
-    """Before a resumed run: a kill stands (mutmut drops it too when its function
-    changes); every other verdict is checked again, against a fresh copy of tests/ and
-    a fresh map of which test runs which function."""
+    """Before a resumed run: a kill stands, and so does a survivor listed in EQUIVALENT
+    with its reason (mutmut drops both when their function changes); every other verdict
+    is checked again, against a fresh copy of tests/ and a fresh map of which test runs
+    which function."""
     shutil.rmtree(MUTANTS / "tests", ignore_errors=True)
     (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
     for meta in (MUTANTS / "hello").glob("*.py.meta"):
         data = json.loads(meta.read_text())
-        data["exit_code_by_key"] = {name: code if code is not None and _status(code) in CAUGHT
-                                    else None for name, code in data["exit_code_by_key"].items()}
+        data["exit_code_by_key"] = {
+            name: code if code is not None and (_status(code) in CAUGHT or name in EQUIVALENT)
+            else None for name, code in data["exit_code_by_key"].items()}
         meta.write_text(json.dumps(data, indent=4))
 
 
