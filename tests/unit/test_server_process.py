@@ -1,0 +1,78 @@
+"""The process around the server: its open-file limit and a loop thread that dies.
+
+Both in this process, with the limits faked and the loop replaced: what is asserted is
+hello's decision, which a real server would only show on a machine set up for it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from hello import server, waitress_internals
+from hello.logs import LogWriter
+
+INF = server.resource.RLIM_INFINITY
+
+
+class Limits:
+    """RLIMIT_NOFILE as the kernel would keep it, or refuse to change it."""
+
+    def __init__(self, soft, hard, refuse: bool = False):
+        self.soft, self.hard, self.refuse = soft, hard, refuse
+        self.set_to: list[tuple[int, int]] = []
+
+    def getrlimit(self, which):
+        assert which == server.resource.RLIMIT_NOFILE
+        return self.soft, self.hard
+
+    def setrlimit(self, which, limits):
+        assert which == server.resource.RLIMIT_NOFILE
+        self.set_to.append(limits)
+        if self.refuse:
+            raise ValueError("not allowed")
+        self.soft, self.hard = limits
+
+
+@pytest.mark.parametrize("soft, hard, refuse, set_to, warned_limit", [
+    (INF, INF, False, [], None),             # no limit: nothing to raise
+    (2000, 4096, False, [], None),           # enough already (2000 >= 1500)
+    (1500, 4096, False, [], None),           # exactly enough
+    (1499, 4096, False, [(1500, 4096)], None),
+    (1024, INF, False, [(1500, INF)], None),  # an unlimited hard limit: exactly what is wanted
+    (1024, 1200, False, [(1200, 1200)], 1200),  # capped by the hard limit: said once
+    (1024, 4096, True, [(1500, 4096)], 1024),   # refused (a container's seccomp, say)
+])
+def test_the_open_file_limit_is_raised_to_what_the_connection_limit_needs(
+        monkeypatch, soft, hard, refuse, set_to, warned_limit):
+    limits = Limits(soft, hard, refuse)
+    monkeypatch.setattr(server.resource, "getrlimit", limits.getrlimit)
+    monkeypatch.setattr(server.resource, "setrlimit", limits.setrlimit)
+    err = io.StringIO()
+    server._allow_open_files(1500, LogWriter("json", out=io.StringIO(), err=err))
+    assert limits.set_to == set_to
+    lines = [json.loads(line) for line in err.getvalue().splitlines()]
+    for line in lines:
+        del line["time"]
+    assert lines == ([] if warned_limit is None else [
+        {"level": "warning", "event": "open-file limit is below --connection-limit plus spare fds",
+         "limit": warned_limit, "wanted": 1500}])
+
+
+def test_a_server_whose_loop_dies_says_so_and_exits_1(monkeypatch, settings):
+    monkeypatch.setattr(waitress_internals.HelloServer, "run", lambda self: None)  # died at once
+    out, err = io.StringIO(), io.StringIO()
+    sock = server.bind_listener("127.0.0.1", 0, False)
+    hello = server.Server(settings, LogWriter("json", out=out, err=err), sock)
+    try:
+        assert hello.run() == 1
+    finally:
+        hello.waitress.task_dispatcher.shutdown(timeout=5)
+        waitress_internals.close_all(hello.waitress)
+        waitress_internals.close_trigger(hello.waitress)
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["listening"]
+    (line,) = [json.loads(line) for line in err.getvalue().splitlines()]
+    del line["time"]
+    assert line == {"level": "error", "event": "server loop died"}
