@@ -251,3 +251,22 @@ def test_the_deadlines_are_checked_once_a_second_not_every_turn(loop, monkeypatc
         server.readable()
     assert len(checks) == 1
     assert server.next_channel_cleanup == pytest.approx(checks[0] + waitress_internals.MAINTENANCE_SECONDS)
+
+
+def test_a_shed_connection_closed_at_once_makes_room_for_one_newcomer_not_two(loop):
+    """A shed 503 small enough to be sent at once closes its connection in the turn it is
+    shed: counted as open minus evicting, it was taken off twice, and every other
+    newcomer of a burst got in without shedding anything (a flood of whole requests
+    then grew the server past limit + headroom until it ran out of fds)."""
+    server = loop(limit=1)
+    server.busy(1)
+    for _ in range(CONNECTION_HEADROOM):
+        server.connect(WHOLE)
+        server.accept()
+    burst = [server.connect(WHOLE) for _ in range(4)]
+    server.accept()  # one turn: each newcomer turns the newest queued request away
+    server.server.close_evicted()
+    assert len(server.server.active_channels) == 1 + CONNECTION_HEADROOM
+    assert server.channel(burst[-1]) is not None
+    for client in burst[:-1]:
+        assert reply(client).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
