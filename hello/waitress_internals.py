@@ -462,16 +462,29 @@ class HelloServer(TcpWSGIServer):
 
 
 def accept_queued_and_stop_listening(server: HelloServer) -> None:
-    """Drain step 1 (loop thread): what the kernel already queued is served, not reset."""
-    while True:
-        pair = server.accept()
-        if pair is None:
-            break
-        conn, addr = pair
-        server.set_socket_options(conn)
-        server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=server._map)
-    server.accepting = False
-    wasyncore.dispatcher.close(server)
+    """Drain step 1 (loop thread): what the kernel already queued is served, not reset.
+
+    The listener closes whatever happens: out of fds (the backlog can hold more than the
+    soft limit leaves), the rest of the backlog is reset rather than served all drain long.
+    """
+    try:
+        while True:
+            try:
+                pair = server.accept()
+            except OSError:  # EMFILE, ENFILE, ENOBUFS: no room for more
+                break
+            if pair is None:
+                break
+            conn, addr = pair
+            try:
+                server.set_socket_options(conn)
+            except OSError:  # the peer went away before we got to it
+                conn.close()
+                continue
+            server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=server._map)
+    finally:
+        server.accepting = False
+        wasyncore.dispatcher.close(server)
 
 
 def close_idle(server: HelloServer, grace_seconds: float) -> None:

@@ -9,6 +9,8 @@ runs the same paths under a thousand real clients, as load tests.)
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
 import time
@@ -270,3 +272,25 @@ def test_a_shed_connection_closed_at_once_makes_room_for_one_newcomer_not_two(lo
     assert server.channel(burst[-1]) is not None
     for client in burst[:-1]:
         assert reply(client).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+
+
+def test_drain_stops_listening_even_when_the_fds_run_out_while_it_accepts(loop):
+    """The backlog can hold more than the fds left (listen(1024), the soft limit is the
+    connection limit plus spare): accept's EMFILE ended the step early, in a trigger
+    thunk whose error waitress logs at INFO (dropped), and the listener stayed open: new
+    connections were accepted and served all through the drain."""
+    server = loop(limit=10)
+    asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    queued = [server.connect(asks) for _ in range(4)]
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + 1, hard))  # one more fd
+    try:
+        waitress_internals.accept_queued_and_stop_listening(server.server)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not server.server.accepting
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    assert sum(server.channel(client) is not None for client in queued) == 1
