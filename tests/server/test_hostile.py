@@ -21,6 +21,7 @@ import time
 import pytest
 
 from hello.logs import STDOUT_QUEUE_LINES
+from hello.waitress_internals import CONNECTION_HEADROOM
 from tests.conftest import ROOT, Service, child_env, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
 
@@ -292,3 +293,57 @@ def test_a_stdout_nobody_reads_does_not_stop_serving_or_draining():
     assert "Traceback" not in err
     dropped = [json.loads(line) for line in err.splitlines() if "dropped" in line]
     assert 1 <= len(dropped) <= 3, err
+
+
+def _open_sockets(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+@pytest.mark.load
+def test_a_burst_of_whole_requests_at_the_limit_stays_within_limit_and_headroom(serve_unfrozen):
+    """A burst the loop accepts in one turn, each with a whole request for a busy server:
+    each newcomer turns the newest queued request away, one for one. (A shed 503 sent at
+    once was counted twice, so every other newcomer got in for free: a limit of 20 grew
+    to the fd limit under repeated bursts, and probes timed out.)"""
+    limit, burst = 20, 100
+    service = serve_unfrozen("--connection-limit", str(limit), "--threads", "2", "--no-access-log")
+    ask = b"GET /whoami?wait=20s HTTP/1.1\r\nHost: x\r\n\r\n"
+    pid = service.process.pid
+    clients = []
+    try:
+        for _ in range(limit + CONNECTION_HEADROOM):  # 2 asleep in workers, the rest queued
+            clients.append(socket.create_connection(("127.0.0.1", service.port), timeout=10))
+            clients[-1].sendall(ask)
+        wait_until(lambda: _open_sockets(pid) == 1 + limit + CONNECTION_HEADROOM, timeout=10,
+                   what="every holder accepted")
+        os.kill(pid, signal.SIGSTOP)  # the burst waits in the backlog, its bytes sent
+        try:
+            for _ in range(burst):
+                clients.append(socket.create_connection(("127.0.0.1", service.port), timeout=10))
+                clients[-1].sendall(ask)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        turned_away: set[int] = set()
+
+        def all_shed() -> bool:
+            for index, client in enumerate(clients):
+                client.settimeout(0.001)
+                try:
+                    if index not in turned_away and client.recv(4096).startswith(b"HTTP/1.1 503 "):
+                        turned_away.add(index)
+                except (TimeoutError, BlockingIOError):
+                    pass
+            return len(turned_away) >= burst
+
+        wait_until(all_shed, timeout=10, what=f"{burst} requests turned away")
+        assert _open_sockets(pid) <= 1 + limit + CONNECTION_HEADROOM
+        assert timed_get(service.port, "/healthz", PROBE_TIMEOUT) is not None
+    finally:
+        for client in clients:
+            client.close()
