@@ -216,15 +216,17 @@ class Server:
         return 0
 
 
-def serve(settings, writer: LogWriter | None = None) -> int:
+def serve(settings, writer: LogWriter | None = None, held_signals: list[int] | None = None) -> int:
+    """held_signals: those that landed while hello started (cli keeps them), acted on
+    as soon as the server's handlers are in."""
     writer = writer or LogWriter(settings.log_format, queued=True)
     try:
-        return _serve(settings, writer)
+        return _serve(settings, writer, held_signals if held_signals is not None else [])
     finally:
         writer.flush(FLUSH_SECONDS)
 
 
-def _serve(settings, writer: LogWriter) -> int:
+def _serve(settings, writer: LogWriter, held_signals: list[int]) -> int:
     handler = _ErrorsToWriter(writer)
     for name in ("waitress", "hello"):
         logger = logging.getLogger(name)
@@ -245,6 +247,8 @@ def _serve(settings, writer: LogWriter) -> int:
     server = Server(settings, writer, sock)
     for signum in SIGNALS:
         signal.signal(signum, server.on_signal)
+    for signum in list(held_signals):
+        server.on_signal(signum, None)
     return server.run()
 
 

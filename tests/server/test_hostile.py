@@ -347,3 +347,45 @@ def test_a_burst_of_whole_requests_at_the_limit_stays_within_limit_and_headroom(
     finally:
         for client in clients:
             client.close()
+
+
+# `hello serve`, with a signal sent to itself while the server is being built (Flask's
+# import and create_app: the longest part of a start, ~0.3 s), before any handler of
+# Server's is in. No timing: the signals land at exactly that point.
+_SIGNALLED_START = """
+import os, signal, sys
+from hello import cli, server
+build = server.Server.__init__
+def signalled(self, *args, **kwargs):
+    for name in sys.argv[2].split(","):
+        os.kill(os.getpid(), getattr(signal, name))
+    build(self, *args, **kwargs)
+server.Server.__init__ = signalled
+sys.exit(cli.main(["serve", "--host", "127.0.0.1", "--port", sys.argv[1]]))
+"""
+
+
+def _start_signalled(signals: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _SIGNALLED_START, str(free_port()), signals],
+                          cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+@pytest.mark.parametrize("signals", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_while_serve_starts_drains_and_exits_0_without_a_traceback(signals):
+    """A SIGINT there was a KeyboardInterrupt traceback (exit by SIGINT), a SIGTERM an
+    exit by signal: now either is kept until the handlers are in, then drains."""
+    process = _start_signalled(signals)
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == ""
+    events = [json.loads(line) for line in process.stdout.splitlines()]
+    assert [event["event"] for event in events] == ["listening", "draining", "stopped"]
+    assert events[1]["signal"] == signals
+
+
+def test_two_signals_while_serve_starts_exit_at_once_like_a_second_signal():
+    process = _start_signalled("SIGTERM,SIGINT")
+    assert process.returncode == 128 + signal.SIGINT, process.stderr
+    assert process.stderr == ""
+    assert [json.loads(line)["event"] for line in process.stdout.splitlines()] == [
+        "second signal, exiting now"]
