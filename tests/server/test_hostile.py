@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import time
 import pytest
 
 from hello.logs import STDOUT_QUEUE_LINES
+from hello.server import SPARE_FDS
 from hello.waitress_internals import CONNECTION_HEADROOM
 from tests.conftest import ROOT, Service, child_env, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
@@ -389,3 +391,33 @@ def test_two_signals_while_serve_starts_exit_at_once_like_a_second_signal():
     assert process.stderr == ""
     assert [json.loads(line)["event"] for line in process.stdout.splitlines()] == [
         "second signal, exiting now"]
+
+
+@pytest.mark.load
+def test_below_the_fd_limit_the_connection_limit_shrinks_to_fit_and_health_gets_in():
+    """A hard open-file limit under --connection-limit plus spare fds (a container's
+    --ulimit nofile=300): the connection limit shrinks to what fits, so slow clients are
+    evicted as at any limit. It was kept, accept() failed with EMFILE before any eviction,
+    and 400 clients dripping a request head locked every probe out."""
+    port = free_port()
+    process = subprocess.Popen(
+        python_hello("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
+    service = Service.__new__(Service)
+    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
+    clients = []
+    try:
+        service.wait_healthy()
+        for _ in range(400):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            clients[-1].sendall(b"GET / HTTP/1.1\r\n")  # and never the rest
+        probes = [timed_get(port, "/healthz", PROBE_TIMEOUT) for _ in range(10)]
+        assert sum(probe is None for probe in probes) == 0, probes
+    finally:
+        for client in clients:
+            client.close()
+        code, _, err = service.stop()
+    assert code == 0, err
+    [warning] = [json.loads(line) for line in err.splitlines() if "open-file" in line]
+    assert warning["connection_limit"] == 300 - SPARE_FDS
