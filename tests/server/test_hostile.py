@@ -314,7 +314,8 @@ def test_a_burst_of_whole_requests_at_the_limit_stays_within_limit_and_headroom(
     once was counted twice, so every other newcomer got in for free: a limit of 20 grew
     to the fd limit under repeated bursts, and probes timed out.)"""
     limit, burst = 20, 100
-    service = serve_unfrozen("--connection-limit", str(limit), "--threads", "2", "--no-access-log")
+    service = serve_unfrozen("--connection-limit", str(limit), "--threads", "2", "--no-access-log",
+                             "--drain-timeout", "1")
     ask = b"GET /whoami?wait=20s HTTP/1.1\r\nHost: x\r\n\r\n"
     pid = service.process.pid
     clients = []

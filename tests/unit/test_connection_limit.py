@@ -294,3 +294,24 @@ def test_drain_stops_listening_even_when_the_fds_run_out_while_it_accepts(loop):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
     assert sum(server.channel(client) is not None for client in queued) == 1
+
+
+def test_a_whole_request_waiting_unread_in_the_kernel_is_not_evicted_as_idle(loop):
+    """A client connects and sends its whole request at once; the loop accepted it before
+    the bytes came and has not read them yet when a newcomer arrives at the limit. Judged
+    by what was parsed, it looked idle, the only one evictable, and was closed without an
+    answer (seen: 2 of 480 honest clients at --connection-limit 20). Its waiting bytes
+    are read first: it holds a request, so the newcomer gets the headroom instead."""
+    server = loop(limit=2)
+    (working,) = server.busy(1)
+    honest = server.connect()
+    server.accept()  # accepted before its bytes arrived
+    honest.sendall(WHOLE)  # in the kernel, not read: no loop turn yet
+    wait_until(lambda: server.channel(honest).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT),
+               timeout=2, what="the request to reach the server's socket")
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == []
+    server.server.close_evicted()
+    assert server.channel(honest) is not None and server.channel(newcomer) is not None
+    assert server.queued() == 1  # the honest request, waiting for the busy worker
