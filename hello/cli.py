@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 
 from hello import config
@@ -134,6 +135,16 @@ def _check_env(args) -> int:
     return 0
 
 
+def _hold_stop_signals() -> list[int]:
+    """Signals that land while `serve` starts (importing Flask alone takes ~0.3 s), kept
+    for the server to act on once its own handlers are in: a SIGINT there was a
+    KeyboardInterrupt traceback, a SIGTERM an exit by signal instead of a drain."""
+    held: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda signum, _frame: held.append(signum))
+    return held
+
+
 def main(argv: list[str] | None = None, env: dict | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
@@ -154,10 +165,11 @@ def main(argv: list[str] | None = None, env: dict | None = None) -> int:
     if args.command == "check-env":
         return _check_env(args)
 
+    held = _hold_stop_signals()
     flags = {option.name: getattr(args, option.name) for option in config.OPTIONS}
     try:
         settings = config.load(flags, env)
     except config.ConfigError as error:
         return _usage_error(str(error))
     from hello.server import serve
-    return serve(settings)
+    return serve(settings, held_signals=held)

@@ -15,6 +15,7 @@ inside waitress lives in hello/waitress_internals.py.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import resource
@@ -216,15 +217,17 @@ class Server:
         return 0
 
 
-def serve(settings, writer: LogWriter | None = None) -> int:
+def serve(settings, writer: LogWriter | None = None, held_signals: list[int] | None = None) -> int:
+    """held_signals: those that landed while hello started (cli keeps them), acted on
+    as soon as the server's handlers are in."""
     writer = writer or LogWriter(settings.log_format, queued=True)
     try:
-        return _serve(settings, writer)
+        return _serve(settings, writer, held_signals if held_signals is not None else [])
     finally:
         writer.flush(FLUSH_SECONDS)
 
 
-def _serve(settings, writer: LogWriter) -> int:
+def _serve(settings, writer: LogWriter, held_signals: list[int]) -> int:
     handler = _ErrorsToWriter(writer)
     for name in ("waitress", "hello"):
         logger = logging.getLogger(name)
@@ -241,22 +244,39 @@ def _serve(settings, writer: LogWriter) -> int:
     except OSError as error:
         writer.error(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
         return 1
-    _allow_open_files(settings.connection_limit + SPARE_FDS, writer)
+    settings = _fit_connection_limit(settings, writer)
     server = Server(settings, writer, sock)
     for signum in SIGNALS:
         signal.signal(signum, server.on_signal)
+    for signum in list(held_signals):
+        server.on_signal(signum, None)
     return server.run()
 
 
-def _allow_open_files(wanted: int, writer: LogWriter) -> None:
-    """Raise the soft RLIMIT_NOFILE so --connection-limit can be reached (often 1024)."""
+def _fit_connection_limit(settings, writer: LogWriter):
+    """Raise the soft RLIMIT_NOFILE so --connection-limit can be reached (often 1024);
+    where the hard limit is lower, lower the connection limit to what fits. Kept, it was
+    never reached: accept() failed with EMFILE first, before any slow client could be
+    evicted, and a few hundred of them locked every health probe out."""
+    wanted = settings.connection_limit + SPARE_FDS
+    allowed = _allow_open_files(wanted)
+    if allowed >= wanted:
+        return settings
+    fitting = max(1, allowed - SPARE_FDS)
+    writer.warning("open-file limit is below --connection-limit plus spare fds; "
+                   "the connection limit is lowered to fit",
+                   limit=allowed, wanted=wanted, connection_limit=fitting)
+    return dataclasses.replace(settings, connection_limit=fitting)
+
+
+def _allow_open_files(wanted: int) -> int:
+    """The soft RLIMIT_NOFILE, raised towards wanted as far as the hard limit lets it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            target = soft
-        if target < wanted:
-            writer.warning("open-file limit is below --connection-limit plus spare fds",
-                           limit=target, wanted=wanted)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target

@@ -359,7 +359,10 @@ class HelloServer(TcpWSGIServer):
                 channel.handle_close()
 
     def _open_connections(self) -> int:
-        return len(self.active_channels) - len(self._evicting)
+        """Open and not about to close. A shed connection whose 503 went out at once is
+        closed already (out of active_channels): it must not be taken off twice."""
+        return len(self.active_channels) - sum(1 for channel in self._evicting
+                                               if channel.connected)
 
     def add_task(self, channel):
         if threading.current_thread() is self._loop_thread and _answered_in_loop(channel.requests[0]):
@@ -395,8 +398,9 @@ class HelloServer(TcpWSGIServer):
             if self._open_connections() >= self.adj.connection_limit:
                 if evictable is None:
                     evictable = self._evictable()
-                if evictable:  # the stalest: closed at the end of this turn
-                    self._evicting.append(evictable.pop())
+                stalest = self._pop_still_evictable(evictable)
+                if stalest is not None:  # closed at the end of this turn
+                    self._evicting.append(stalest)
                 elif (self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM
                       and not self._shed_newest_queued()):
                     conn.close()  # nothing to evict or shed, no headroom left: refuse it
@@ -407,8 +411,8 @@ class HelloServer(TcpWSGIServer):
     def _evictable(self) -> list[HelloChannel]:
         """Connections still sending a request (or idle), the longest-waiting last: a
         request's age counts from its first byte, so dripping bytes does not renew it.
-        Made once per handle_accept: nothing reads from a connection in between, so what
-        it holds stays evictable, and what a turn evicts is closed before the next."""
+        Made once per handle_accept; a candidate is read just before it is taken (its
+        whole request may be waiting), and what a turn evicts is closed before the next."""
         mono, now = time.monotonic(), time.time()
 
         def waited(channel: HelloChannel) -> float:
@@ -418,6 +422,25 @@ class HelloServer(TcpWSGIServer):
         # being served or still sending an answer: never cut it
         return sorted((channel for channel in list(self.active_channels.values())
                        if not channel.requests and not channel.total_outbufs_len), key=waited)
+
+    def _pop_still_evictable(self, evictable: list[HelloChannel]) -> HelloChannel | None:
+        """The stalest candidate, once what waits unread on its socket is read: a client
+        that sent its whole request just after we accepted it is not idle, and closing it
+        would drop that request unanswered."""
+        while evictable:
+            channel = evictable.pop()
+            try:
+                data = channel.socket.recv(self.adj.recv_bytes, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                data = b""
+            except OSError:  # broken: closed with the evicted at the end of the turn, not
+                return channel  # now, where a newcomer could get its fd and its events
+            if data:
+                channel.last_activity = time.time()
+                channel.received(data)
+            if channel.connected and not channel.requests and not channel.total_outbufs_len:
+                return channel
+        return None
 
     def _shed_newest_queued(self) -> bool:
         """Every connection has a request: turn away the newest one still waiting for a
@@ -458,15 +481,28 @@ class HelloServer(TcpWSGIServer):
 
 
 def accept_queued_and_stop_listening(server: HelloServer) -> None:
-    """Drain step 1 (loop thread): what the kernel already queued is served, not reset."""
-    while True:
-        pair = server.accept()
-        if pair is None:
-            break
-        conn, addr = pair
-        server.set_socket_options(conn)
-        server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=server._map)
-    wasyncore.dispatcher.close(server)  # and accepting is False
+    """Drain step 1 (loop thread): what the kernel already queued is served, not reset.
+
+    The listener closes whatever happens: out of fds (the backlog can hold more than the
+    soft limit leaves), the rest of the backlog is reset rather than served all drain long.
+    """
+    try:
+        while True:
+            try:
+                pair = server.accept()
+            except OSError:  # EMFILE, ENFILE, ENOBUFS: no room for more
+                break
+            if pair is None:
+                break
+            conn, addr = pair
+            try:
+                server.set_socket_options(conn)
+            except OSError:  # the peer went away before we got to it
+                conn.close()
+                continue
+            server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=server._map)
+    finally:
+        wasyncore.dispatcher.close(server)  # and accepting is False
 
 
 def close_idle(server: HelloServer, grace_seconds: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -21,6 +22,8 @@ import time
 import pytest
 
 from hello.logs import STDOUT_QUEUE_LINES
+from hello.server import SPARE_FDS
+from hello.waitress_internals import CONNECTION_HEADROOM
 from tests.conftest import ROOT, Service, child_env, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
 
@@ -292,3 +295,130 @@ def test_a_stdout_nobody_reads_does_not_stop_serving_or_draining():
     assert "Traceback" not in err
     dropped = [json.loads(line) for line in err.splitlines() if "dropped" in line]
     assert 1 <= len(dropped) <= 3, err
+
+
+def _open_sockets(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+@pytest.mark.load
+def test_a_burst_of_whole_requests_at_the_limit_stays_within_limit_and_headroom(serve_unfrozen):
+    """A burst the loop accepts in one turn, each with a whole request for a busy server:
+    each newcomer turns the newest queued request away, one for one. (A shed 503 sent at
+    once was counted twice, so every other newcomer got in for free: a limit of 20 grew
+    to the fd limit under repeated bursts, and probes timed out.)"""
+    limit, burst = 20, 100
+    service = serve_unfrozen("--connection-limit", str(limit), "--threads", "2", "--no-access-log",
+                             "--drain-timeout", "1")
+    ask = b"GET /whoami?wait=20s HTTP/1.1\r\nHost: x\r\n\r\n"
+    pid = service.process.pid
+    clients = []
+    try:
+        for _ in range(limit + CONNECTION_HEADROOM):  # 2 asleep in workers, the rest queued
+            clients.append(socket.create_connection(("127.0.0.1", service.port), timeout=10))
+            clients[-1].sendall(ask)
+        wait_until(lambda: _open_sockets(pid) == 1 + limit + CONNECTION_HEADROOM, timeout=10,
+                   what="every holder accepted")
+        os.kill(pid, signal.SIGSTOP)  # the burst waits in the backlog, its bytes sent
+        try:
+            for _ in range(burst):
+                clients.append(socket.create_connection(("127.0.0.1", service.port), timeout=10))
+                clients[-1].sendall(ask)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        turned_away: set[int] = set()
+
+        def all_shed() -> bool:
+            for index, client in enumerate(clients):
+                client.settimeout(0.001)
+                try:
+                    if index not in turned_away and client.recv(4096).startswith(b"HTTP/1.1 503 "):
+                        turned_away.add(index)
+                except (TimeoutError, BlockingIOError):
+                    pass
+            return len(turned_away) >= burst
+
+        wait_until(all_shed, timeout=10, what=f"{burst} requests turned away")
+        assert _open_sockets(pid) <= 1 + limit + CONNECTION_HEADROOM
+        assert timed_get(service.port, "/healthz", PROBE_TIMEOUT) is not None
+    finally:
+        for client in clients:
+            client.close()
+
+
+# `hello serve`, with a signal sent to itself while the server is being built (Flask's
+# import and create_app: the longest part of a start, ~0.3 s), before any handler of
+# Server's is in. No timing: the signals land at exactly that point.
+_SIGNALLED_START = """
+import os, signal, sys
+from hello import cli, server
+build = server.Server.__init__
+def signalled(self, *args, **kwargs):
+    for name in sys.argv[2].split(","):
+        os.kill(os.getpid(), getattr(signal, name))
+    build(self, *args, **kwargs)
+server.Server.__init__ = signalled
+sys.exit(cli.main(["serve", "--host", "127.0.0.1", "--port", sys.argv[1]]))
+"""
+
+
+def _start_signalled(signals: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _SIGNALLED_START, str(free_port()), signals],
+                          cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+@pytest.mark.parametrize("signals", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_while_serve_starts_drains_and_exits_0_without_a_traceback(signals):
+    """A SIGINT there was a KeyboardInterrupt traceback (exit by SIGINT), a SIGTERM an
+    exit by signal: now either is kept until the handlers are in, then drains."""
+    process = _start_signalled(signals)
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == ""
+    events = [json.loads(line) for line in process.stdout.splitlines()]
+    assert [event["event"] for event in events] == ["listening", "draining", "stopped"]
+    assert events[1]["signal"] == signals
+
+
+def test_two_signals_while_serve_starts_exit_at_once_like_a_second_signal():
+    process = _start_signalled("SIGTERM,SIGINT")
+    assert process.returncode == 128 + signal.SIGINT, process.stderr
+    assert process.stderr == ""
+    assert [json.loads(line)["event"] for line in process.stdout.splitlines()] == [
+        "second signal, exiting now"]
+
+
+@pytest.mark.load
+def test_below_the_fd_limit_the_connection_limit_shrinks_to_fit_and_health_gets_in():
+    """A hard open-file limit under --connection-limit plus spare fds (a container's
+    --ulimit nofile=300): the connection limit shrinks to what fits, so slow clients are
+    evicted as at any limit. It was kept, accept() failed with EMFILE before any eviction,
+    and 400 clients dripping a request head locked every probe out."""
+    port = free_port()
+    process = subprocess.Popen(
+        python_hello("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
+    service = Service.__new__(Service)
+    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
+    clients = []
+    try:
+        service.wait_healthy()
+        for _ in range(400):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            clients[-1].sendall(b"GET / HTTP/1.1\r\n")  # and never the rest
+        probes = [timed_get(port, "/healthz", PROBE_TIMEOUT) for _ in range(10)]
+        assert sum(probe is None for probe in probes) == 0, probes
+    finally:
+        for client in clients:
+            client.close()
+        code, _, err = service.stop()
+    assert code == 0, err
+    [warning] = [json.loads(line) for line in err.splitlines() if "open-file" in line]
+    assert warning["connection_limit"] == 300 - SPARE_FDS

@@ -9,6 +9,8 @@ runs the same paths under a thousand real clients, as load tests.)
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
 import time
@@ -319,3 +321,65 @@ def test_the_running_loop_answers_health_while_every_worker_is_busy(loop):
         server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
         runner.join(5)
     assert not runner.is_alive()
+
+
+def test_a_shed_connection_closed_at_once_makes_room_for_one_newcomer_not_two(loop):
+    """A shed 503 small enough to be sent at once closes its connection in the turn it is
+    shed: counted as open minus evicting, it was taken off twice, and every other
+    newcomer of a burst got in without shedding anything (a flood of whole requests
+    then grew the server past limit + headroom until it ran out of fds)."""
+    server = loop(limit=1)
+    server.busy(1)
+    for _ in range(CONNECTION_HEADROOM):
+        server.connect(WHOLE)
+        server.accept()
+    burst = [server.connect(WHOLE) for _ in range(4)]
+    server.accept()  # one turn: each newcomer turns the newest queued request away
+    server.server.close_evicted()
+    assert len(server.server.active_channels) == 1 + CONNECTION_HEADROOM
+    assert server.channel(burst[-1]) is not None
+    for client in burst[:-1]:
+        assert reply(client).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+
+
+def test_drain_stops_listening_even_when_the_fds_run_out_while_it_accepts(loop):
+    """The backlog can hold more than the fds left (listen(1024), the soft limit is the
+    connection limit plus spare): accept's EMFILE ended the step early, in a trigger
+    thunk whose error waitress logs at INFO (dropped), and the listener stayed open: new
+    connections were accepted and served all through the drain."""
+    server = loop(limit=10)
+    asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    queued = [server.connect(asks) for _ in range(4)]
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + 1, hard))  # one more fd
+    try:
+        waitress_internals.accept_queued_and_stop_listening(server.server)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not server.server.accepting
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    assert sum(server.channel(client) is not None for client in queued) == 1
+
+
+def test_a_whole_request_waiting_unread_in_the_kernel_is_not_evicted_as_idle(loop):
+    """A client connects and sends its whole request at once; the loop accepted it before
+    the bytes came and has not read them yet when a newcomer arrives at the limit. Judged
+    by what was parsed, it looked idle, the only one evictable, and was closed without an
+    answer (seen: 2 of 480 honest clients at --connection-limit 20). Its waiting bytes
+    are read first: it holds a request, so the newcomer gets the headroom instead."""
+    server = loop(limit=2)
+    (working,) = server.busy(1)
+    honest = server.connect()
+    server.accept()  # accepted before its bytes arrived
+    honest.sendall(WHOLE)  # in the kernel, not read: no loop turn yet
+    wait_until(lambda: server.channel(honest).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT),
+               timeout=2, what="the request to reach the server's socket")
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == []
+    server.server.close_evicted()
+    assert server.channel(honest) is not None and server.channel(newcomer) is not None
+    assert server.queued() == 1  # the honest request, waiting for the busy worker
