@@ -279,6 +279,38 @@ EQUIVALENT: dict[str, str] = {
     'hello.server.xǁServerǁrun__mutmut_20':
         'NOT equivalent, not tested: how often the main thread looks at the loop thread (every 1 s '
         'or 2 s); only a timed test could tell, and a dead loop is reported either way.',
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_10':
+        SAME_STATUS_CODE,
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_13':
+        SAME_STATUS_CODE,
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_16':
+        SAME_STATUS_CODE,
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_24':
+        'the body before the app answers, () or None: neither has a close() to call.',
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_38':
+        ('with REQUEST_METHOD missing (a WSGI server always sets it), any default outside '
+         'METHODS is counted as "other" alike.'),
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_40':
+        ('with REQUEST_METHOD missing (a WSGI server always sets it), any default outside '
+         'METHODS is counted as "other" alike.'),
+    'hello.metrics.xǁMiddlewareǁ__call____mutmut_43':
+        ('with REQUEST_METHOD missing (a WSGI server always sets it), any default outside '
+         'METHODS is counted as "other" alike.'),
+    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_6':
+        ('MSG_DONTWAIT or not: waitress made the socket non-blocking already, so the read cannot '
+         'wait either way.'),
+    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_7':
+        'nothing to read, b"" or None: both are false where it is tested.',
+    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_8':
+        ('nothing to read taken as four bytes of no request: the candidate still holds no whole '
+         'request and is evicted alike.'),
+    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_9':
+        ('last_activity stamped, or None, when the read gave the connection a request: only an '
+         'idle connection is judged by it, and waitress stamps it again when that request is '
+         'answered (channel.service(), before the connection can be idle).'),
+    'hello.waitress_internals.xǁHelloServerǁ_evictable__mutmut_13':
+        ('`and` or `or`: a connection holding a request is skipped again by '
+         '_pop_still_evictable, which checks the same before it takes one.'),
 }
 
 

@@ -374,7 +374,8 @@ def test_a_whole_request_waiting_unread_in_the_kernel_is_not_evicted_as_idle(loo
     (working,) = server.busy(1)
     honest = server.connect()
     server.accept()  # accepted before its bytes arrived
-    honest.sendall(WHOLE)  # in the kernel, not read: no loop turn yet
+    # in the kernel, not read: no loop turn yet; longer than a small read would take
+    honest.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: " + b"a" * 200 + b"\r\n\r\n")
     wait_until(lambda: server.channel(honest).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT),
                timeout=2, what="the request to reach the server's socket")
     newcomer = server.connect()
