@@ -429,18 +429,33 @@ class HelloServer(TcpWSGIServer):
         would drop that request unanswered."""
         while evictable:
             channel = evictable.pop()
-            try:
-                data = channel.socket.recv(self.adj.recv_bytes, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                data = b""
-            except OSError:  # broken: closed with the evicted at the end of the turn, not
-                return channel  # now, where a newcomer could get its fd and its events
-            if data:
-                channel.last_activity = time.time()
-                channel.received(data)
+            if not self._read_waiting(channel):
+                return channel  # broken: closed with the evicted at the end of the turn,
+                # not now, where a newcomer could get its fd and its events
             if channel.connected and not channel.requests and not channel.total_outbufs_len:
                 return channel
         return None
+
+    def _read_waiting(self, channel: HelloChannel) -> bool:
+        """Read what waits on a candidate's socket until it holds a whole request, or
+        nothing more waits: one recv_bytes was not enough, a 20 KB head or body was cut
+        and the client evicted with the rest of its request unread. At most one request's
+        worth (the parser refuses more). False if the socket is broken."""
+        budget = self.adj.max_request_header_size + self.adj.max_request_body_size
+        while budget > 0 and channel.connected and not channel.requests \
+                and not channel.total_outbufs_len:
+            try:
+                data = channel.socket.recv(self.adj.recv_bytes, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            if not data:  # the client half-closed: nothing more will come
+                return True
+            budget -= len(data)
+            channel.last_activity = time.time()
+            channel.received(data)
+        return True
 
     def _shed_newest_queued(self) -> bool:
         """Every connection has a request: turn away the newest one still waiting for a

@@ -383,3 +383,24 @@ def test_a_whole_request_waiting_unread_in_the_kernel_is_not_evicted_as_idle(loo
     server.server.close_evicted()
     assert server.channel(honest) is not None and server.channel(newcomer) is not None
     assert server.queued() == 1  # the honest request, waiting for the busy worker
+
+
+def test_a_whole_request_larger_than_one_read_waiting_unread_is_not_evicted_as_idle(loop):
+    """The same honest client, its request bigger than one recv (a 20 KB cookie, a
+    20 KB POST): the first recv_bytes of it were read, the head or body was not whole
+    yet, and it was evicted with the rest of its request unread in the kernel."""
+    server = loop(limit=2)
+    (working,) = server.busy(1)
+    honest = server.connect()
+    server.accept()
+    body = b"x" * 20000
+    honest.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    wait_until(lambda: len(server.channel(honest).socket.recv(
+                   1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)) > len(body),
+               timeout=2, what="the request to reach the server's socket")
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == []
+    server.server.close_evicted()
+    assert server.channel(honest) is not None and server.channel(newcomer) is not None
+    assert server.queued() == 1
