@@ -386,6 +386,7 @@ class HelloServer(TcpWSGIServer):
         with 1000 connections to poll per turn, a probe queued behind a burst of
         reconnecting slow clients waited seconds in the listen backlog)."""
         evictable: list[HelloChannel] | None = None  # stalest last, found once per turn
+        fresh: list[HelloChannel] = []  # accepted in this turn since evictable was found
         for _ in range(ACCEPT_BATCH):
             try:
                 pair = self.accept()
@@ -399,6 +400,9 @@ class HelloServer(TcpWSGIServer):
                 if evictable is None:
                     evictable = self._evictable()
                 stalest = self._pop_still_evictable(evictable)
+                if stalest is None and fresh:  # a burst: its own earliest newcomers next
+                    evictable, fresh = fresh[::-1], []
+                    stalest = self._pop_still_evictable(evictable)
                 if stalest is not None:  # closed at the end of this turn
                     self._evicting.append(stalest)
                 elif (self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM
@@ -407,12 +411,16 @@ class HelloServer(TcpWSGIServer):
                     continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
             channel.read_if_waiting()
+            if evictable is not None:
+                fresh.append(channel)
 
     def _evictable(self) -> list[HelloChannel]:
         """Connections still sending a request (or idle), the longest-waiting last: a
         request's age counts from its first byte, so dripping bytes does not renew it.
-        Made once per handle_accept; a candidate is read just before it is taken (its
-        whole request may be waiting), and what a turn evicts is closed before the next."""
+        Made once per handle_accept (then the turn's own newcomers, earliest first, when
+        these run out: a burst bigger than the limit and headroom refused a probe behind
+        it); a candidate is read just before it is taken (its whole request may be
+        waiting), and what a turn evicts is closed before the next."""
         mono, now = time.monotonic(), time.time()
 
         def waited(channel: HelloChannel) -> float:

@@ -211,7 +211,7 @@ def test_evicted_connections_do_not_count_against_the_headroom_in_their_turn(loo
     server.busy(CONNECTION_HEADROOM - 1)
     unfinished = server.connect(HEAD_STARTED)
     server.accept()
-    first, second = server.connect(), server.connect()
+    first, second = server.connect(WHOLE), server.connect(WHOLE)
     server.accept()  # one turn: first evicts the unfinished head, second fits the headroom
     assert server.evicting() == [unfinished]
     assert server.channel(first) is not None and server.channel(second) is not None
@@ -404,3 +404,21 @@ def test_a_whole_request_larger_than_one_read_waiting_unread_is_not_evicted_as_i
     server.server.close_evicted()
     assert server.channel(honest) is not None and server.channel(newcomer) is not None
     assert server.queued() == 1
+
+
+def test_a_burst_past_the_limit_and_headroom_evicts_its_own_stalest_and_a_probe_gets_in(loop):
+    """More newcomers in one turn than the limit, the evictable and the headroom hold
+    (a low limit: one fitted under a small hard open-file limit): the candidates were
+    found once per turn, so once they ran out the headroom filled with dripping heads and
+    the rest of the burst was refused, a probe behind it too (25 % of probes reset at a
+    limit of 1 under 300 reconnecting drips). This turn's own newcomers are candidates too."""
+    server = loop(limit=1)
+    server.connect(HEAD_STARTED)
+    server.accept()
+    burst = [server.connect(HEAD_STARTED) for _ in range(CONNECTION_HEADROOM + 3)]
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    server.accept()  # one turn
+    assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
+    server.server.close_evicted()
+    assert server.server.active_channels == {}  # each newcomer evicted the one before it
+    assert all(closed_by_server(client) for client in burst)
