@@ -352,10 +352,13 @@ class HelloServer(TcpWSGIServer):
             self.task_dispatcher.shutdown()
 
     def close_evicted(self) -> None:
-        """The end of a loop turn: the connections evicted or shed in it are closed."""
+        """The end of a loop turn: the connections evicted or shed in it are closed. One
+        that got a whole request since (read again in this turn: its last bytes came after
+        the eviction's read) is kept: closed, that request went unanswered. A shed one has
+        none left (its 503 ends it)."""
         while self._evicting:
             channel = self._evicting.pop()
-            if channel.connected:
+            if channel.connected and not channel.requests:
                 channel.handle_close()
 
     def _open_connections(self) -> int:

@@ -422,3 +422,28 @@ def test_a_burst_past_the_limit_and_headroom_evicts_its_own_stalest_and_a_probe_
     server.server.close_evicted()
     assert server.server.active_channels == {}  # each newcomer evicted the one before it
     assert all(closed_by_server(client) for client in burst)
+
+
+def test_an_evicted_connection_whose_request_came_whole_later_in_its_turn_is_kept(loop):
+    """The loop reads an evicted connection again in the same turn when poll reported it
+    readable (its request's last segment came after the eviction's read): its request
+    went to a worker and the end of the turn closed it unanswered. It is kept."""
+    server = loop(limit=1)
+    slow = server.connect(b"GET / HTTP/1.1\r\n")
+    server.accept()
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == [slow]
+    slow.sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+    wait_until(lambda: server.channel(slow).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT),
+               timeout=2, what="the rest of the head to reach the server's socket")
+    server.channel(slow).handle_read()  # the same turn's read event
+    server.server.close_evicted()
+    assert server.channel(slow) is not None and server.channel(newcomer) is not None
+    runner = threading.Thread(target=server.server.run, daemon=True)
+    runner.start()
+    try:
+        assert reply(slow).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
+        runner.join(5)
