@@ -30,6 +30,7 @@ What is here, and why:
 
 from __future__ import annotations
 
+import errno
 import pathlib
 import socket
 import sys
@@ -96,6 +97,8 @@ CONNECTION_HEADROOM = 16
 # answering them all in one turn made every other connection wait: probes took 0.5 s).
 LOOP_ANSWERS_PER_READ = 4
 ACCEPT_BATCH = 128
+# Out of fds with nothing to evict or shed: how long the listener is left alone.
+FDS_RETRY_SECONDS = 0.1
 _FIRST_LINE_KEPT = 8192
 
 
@@ -334,6 +337,7 @@ class HelloServer(TcpWSGIServer):
         self.hello_draining = threading.Event()
         self.hello_writer = writer
         self._evicting: list[HelloChannel] = []  # closed when the loop's turn ends
+        self._accept_paused_until = 0.0  # out of fds with nothing to close: wait a little
         # sock is bound and listening already: waitress neither makes nor binds one
         super().__init__(application, _sock=sock, dispatcher=dispatcher, adj=adj,
                          bind_socket=False)
@@ -382,7 +386,7 @@ class HelloServer(TcpWSGIServer):
         if now >= self.next_channel_cleanup:
             self.next_channel_cleanup = now + self.adj.cleanup_interval
             self.maintenance(now)
-        return self.accepting
+        return self.accepting and time.monotonic() >= self._accept_paused_until
 
     def handle_accept(self):
         """Accept up to ACCEPT_BATCH queued connections per loop turn (waitress takes one:
@@ -397,7 +401,10 @@ class HelloServer(TcpWSGIServer):
                     return
                 conn, addr = pair
                 self.set_socket_options(conn)
-            except OSError:
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE):
+                    self._make_room_for_fds(evictable)
+                    return
                 continue  # the peer went away before we got to it
             if self._open_connections() >= self.adj.connection_limit:
                 if evictable is None:
@@ -416,6 +423,25 @@ class HelloServer(TcpWSGIServer):
             channel.read_if_waiting()
             if evictable is not None:
                 fresh.append(channel)
+
+    def handle_error(self):
+        """An error in handle_accept: logged, and the server goes on listening. waitress's
+        closes the dispatcher, here the listener: the server accepted nothing more, for
+        good, while it looked alive."""
+        _, kind, value, where = self.compact_traceback()
+        self.log_info(f"error while accepting, still listening ({kind}:{value} {where})", "error")
+
+    def _make_room_for_fds(self, evictable: list[HelloChannel] | None) -> None:
+        """Out of fds (a hard open-file limit too small for the limit and its headroom):
+        make room as at the limit, the stalest unfinished request or else the newest
+        queued one, so the next turn accepts; and, with nothing to take, stop listening
+        for a moment rather than spin on EMFILE. It spun at 100 % CPU, evicted nothing,
+        and every probe timed out."""
+        stalest = self._pop_still_evictable(self._evictable() if evictable is None else evictable)
+        if stalest is not None:
+            self._evicting.append(stalest)
+        elif not self._shed_newest_queued():
+            self._accept_paused_until = time.monotonic() + FDS_RETRY_SECONDS
 
     def _evictable(self) -> list[HelloChannel]:
         """Connections still sending a request (or idle), the longest-waiting last: a
@@ -465,7 +491,10 @@ class HelloServer(TcpWSGIServer):
                 return True
             budget -= len(data)
             channel.last_activity = time.time()
-            channel.received(data)
+            try:
+                channel.received(data)
+            except OSError:  # a body past 512 KB could not spill (out of fds, /tmp full)
+                return False
         return True
 
     def _shed_newest_queued(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import socket
 import threading
 import time
@@ -447,3 +448,58 @@ def test_an_evicted_connection_whose_request_came_whole_later_in_its_turn_is_kep
     finally:
         server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
         runner.join(5)
+
+
+def test_out_of_fds_a_turn_makes_room_as_at_the_limit_so_a_probe_gets_in(loop):
+    """A hard open-file limit too small for the limit and its headroom (fitted to 1 under
+    nofile 20: 15 slow requests used every fd): accept() failed with EMFILE on every
+    try, nothing was evicted or shed, the loop spun at 100 % CPU and every probe timed
+    out. Out of fds, a turn makes room as at the limit (here: the newest queued request
+    gets its 503) and stops accepting; the next turn takes the probe."""
+    server = loop(limit=10)
+    server.busy(1)
+    queued = [server.connect(WHOLE), server.connect(WHOLE)]
+    server.accept()
+    assert server.queued() == 2
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd left
+    try:
+        server.accept()
+        assert server.evicting() == [queued[-1]]
+        server.server.close_evicted()  # its fd is free again
+        server.accept()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply(queued[-1]).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+
+
+def test_a_body_that_cannot_spill_while_a_turn_makes_room_does_not_close_the_listener(loop):
+    """Making room reads a candidate's waiting bytes; a body that crosses waitress's
+    inbuf_overflow (512 KB) there goes to a temp file, and out of fds (or with /tmp
+    full) that raised inside handle_accept: waitress's handle_error then closed the
+    listener, and the server accepted nothing more, for good, while it looked alive."""
+    server = loop(limit=2)
+    server.busy(1)
+    uploader = server.connect()
+    server.accept()
+    server.channel(uploader).socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    uploader.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    uploader.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 600_000)
+    newcomer = server.connect()
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd left
+    try:
+        waitress_internals.wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert server.server.accepting
+    assert server.evicting() == [uploader]
+    server.server.close_evicted()
+    server.accept()
+    assert server.channel(newcomer) is not None
