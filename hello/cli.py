@@ -17,6 +17,7 @@ import sys
 from hello import config
 
 EXIT_USAGE = 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +141,7 @@ def _hold_stop_signals() -> list[int]:
     for the server to act on once its own handlers are in: a SIGINT there was a
     KeyboardInterrupt traceback, a SIGTERM an exit by signal instead of a drain."""
     held: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, lambda signum, _frame: held.append(signum))
     return held
 
@@ -165,11 +166,14 @@ def main(argv: list[str] | None = None, env: dict | None = None) -> int:
     if args.command == "check-env":
         return _check_env(args)
 
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     held = _hold_stop_signals()
     flags = {option.name: getattr(args, option.name) for option in config.OPTIONS}
     try:
         settings = config.load(flags, env)
     except config.ConfigError as error:
+        for signum, handler in previous.items():  # not serving: nothing to hold them for
+            signal.signal(signum, handler)
         return _usage_error(str(error))
     from hello.server import serve
     return serve(settings, held_signals=held)

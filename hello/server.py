@@ -38,6 +38,11 @@ REPEAT_SECONDS = 10.0
 # fds besides connections: listener, trigger pipe, logs, Python's own, and the
 # connections accepted in one loop turn before the ones they evict are closed
 SPARE_FDS = 64 + waitress_internals.ACCEPT_BATCH
+# fds a connection can hold: its socket, and a temp file for a request body past
+# waitress's inbuf_overflow (512 KB) while it arrives. Counted as one, 350 clients
+# sending 600 KB bodies slowly ran a --connection-limit 400 server out of fds (EMFILE
+# before the limit, so nothing was evicted) and locked every /healthz probe out.
+FDS_PER_CONNECTION = 2
 # A connection accepted just before the drain may not have sent its request yet;
 # idle connections get this long before they are closed, so that request is served.
 IDLE_GRACE_SECONDS = 0.5
@@ -258,11 +263,11 @@ def _fit_connection_limit(settings, writer: LogWriter):
     where the hard limit is lower, lower the connection limit to what fits. Kept, it was
     never reached: accept() failed with EMFILE first, before any slow client could be
     evicted, and a few hundred of them locked every health probe out."""
-    wanted = settings.connection_limit + SPARE_FDS
+    wanted = settings.connection_limit * FDS_PER_CONNECTION + SPARE_FDS
     allowed = _allow_open_files(wanted)
     if allowed >= wanted:
         return settings
-    fitting = max(1, allowed - SPARE_FDS)
+    fitting = max(1, (allowed - SPARE_FDS) // FDS_PER_CONNECTION)
     writer.warning("open-file limit is below --connection-limit plus spare fds; "
                    "the connection limit is lowered to fit",
                    limit=allowed, wanted=wanted, connection_limit=fitting)

@@ -30,6 +30,7 @@ What is here, and why:
 
 from __future__ import annotations
 
+import errno
 import pathlib
 import socket
 import sys
@@ -96,6 +97,8 @@ CONNECTION_HEADROOM = 16
 # answering them all in one turn made every other connection wait: probes took 0.5 s).
 LOOP_ANSWERS_PER_READ = 4
 ACCEPT_BATCH = 128
+# Out of fds with nothing to evict or shed: how long the listener is left alone.
+FDS_RETRY_SECONDS = 0.1
 _FIRST_LINE_KEPT = 8192
 
 
@@ -334,6 +337,7 @@ class HelloServer(TcpWSGIServer):
         self.hello_draining = threading.Event()
         self.hello_writer = writer
         self._evicting: list[HelloChannel] = []  # closed when the loop's turn ends
+        self._accept_paused_until = 0.0  # out of fds with nothing to close: wait a little
         # sock is bound and listening already: waitress neither makes nor binds one
         super().__init__(application, _sock=sock, dispatcher=dispatcher, adj=adj,
                          bind_socket=False)
@@ -352,10 +356,13 @@ class HelloServer(TcpWSGIServer):
             self.task_dispatcher.shutdown()
 
     def close_evicted(self) -> None:
-        """The end of a loop turn: the connections evicted or shed in it are closed."""
+        """The end of a loop turn: the connections evicted or shed in it are closed. One
+        that got a whole request since (read again in this turn: its last bytes came after
+        the eviction's read) is kept: closed, that request went unanswered. A shed one has
+        none left (its 503 ends it)."""
         while self._evicting:
             channel = self._evicting.pop()
-            if channel.connected:
+            if channel.connected and not channel.requests:
                 channel.handle_close()
 
     def _open_connections(self) -> int:
@@ -379,13 +386,14 @@ class HelloServer(TcpWSGIServer):
         if now >= self.next_channel_cleanup:
             self.next_channel_cleanup = now + self.adj.cleanup_interval
             self.maintenance(now)
-        return self.accepting
+        return self.accepting and time.monotonic() >= self._accept_paused_until
 
     def handle_accept(self):
         """Accept up to ACCEPT_BATCH queued connections per loop turn (waitress takes one:
         with 1000 connections to poll per turn, a probe queued behind a burst of
         reconnecting slow clients waited seconds in the listen backlog)."""
         evictable: list[HelloChannel] | None = None  # stalest last, found once per turn
+        fresh: list[HelloChannel] = []  # accepted in this turn since evictable was found
         for _ in range(ACCEPT_BATCH):
             try:
                 pair = self.accept()
@@ -393,12 +401,18 @@ class HelloServer(TcpWSGIServer):
                     return
                 conn, addr = pair
                 self.set_socket_options(conn)
-            except OSError:
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE):
+                    self._make_room_for_fds(evictable)
+                    return
                 continue  # the peer went away before we got to it
             if self._open_connections() >= self.adj.connection_limit:
                 if evictable is None:
                     evictable = self._evictable()
                 stalest = self._pop_still_evictable(evictable)
+                if stalest is None and fresh:  # a burst: its own earliest newcomers next
+                    evictable, fresh = fresh[::-1], []
+                    stalest = self._pop_still_evictable(evictable)
                 if stalest is not None:  # closed at the end of this turn
                     self._evicting.append(stalest)
                 elif (self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM
@@ -407,12 +421,35 @@ class HelloServer(TcpWSGIServer):
                     continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
             channel.read_if_waiting()
+            if evictable is not None:
+                fresh.append(channel)
+
+    def handle_error(self):
+        """An error in handle_accept: logged, and the server goes on listening. waitress's
+        closes the dispatcher, here the listener: the server accepted nothing more, for
+        good, while it looked alive."""
+        _, kind, value, where = self.compact_traceback()
+        self.log_info(f"error while accepting, still listening ({kind}:{value} {where})", "error")
+
+    def _make_room_for_fds(self, evictable: list[HelloChannel] | None) -> None:
+        """Out of fds (a hard open-file limit too small for the limit and its headroom):
+        make room as at the limit, the stalest unfinished request or else the newest
+        queued one, so the next turn accepts; and, with nothing to take, stop listening
+        for a moment rather than spin on EMFILE. It spun at 100 % CPU, evicted nothing,
+        and every probe timed out."""
+        stalest = self._pop_still_evictable(self._evictable() if evictable is None else evictable)
+        if stalest is not None:
+            self._evicting.append(stalest)
+        elif not self._shed_newest_queued():
+            self._accept_paused_until = time.monotonic() + FDS_RETRY_SECONDS
 
     def _evictable(self) -> list[HelloChannel]:
         """Connections still sending a request (or idle), the longest-waiting last: a
         request's age counts from its first byte, so dripping bytes does not renew it.
-        Made once per handle_accept; a candidate is read just before it is taken (its
-        whole request may be waiting), and what a turn evicts is closed before the next."""
+        Made once per handle_accept (then the turn's own newcomers, earliest first, when
+        these run out: a burst bigger than the limit and headroom refused a probe behind
+        it); a candidate is read just before it is taken (its whole request may be
+        waiting), and what a turn evicts is closed before the next."""
         mono, now = time.monotonic(), time.time()
 
         def waited(channel: HelloChannel) -> float:
@@ -429,18 +466,36 @@ class HelloServer(TcpWSGIServer):
         would drop that request unanswered."""
         while evictable:
             channel = evictable.pop()
-            try:
-                data = channel.socket.recv(self.adj.recv_bytes, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                data = b""
-            except OSError:  # broken: closed with the evicted at the end of the turn, not
-                return channel  # now, where a newcomer could get its fd and its events
-            if data:
-                channel.last_activity = time.time()
-                channel.received(data)
+            if not self._read_waiting(channel):
+                return channel  # broken: closed with the evicted at the end of the turn,
+                # not now, where a newcomer could get its fd and its events
             if channel.connected and not channel.requests and not channel.total_outbufs_len:
                 return channel
         return None
+
+    def _read_waiting(self, channel: HelloChannel) -> bool:
+        """Read what waits on a candidate's socket until it holds a whole request, or
+        nothing more waits: one recv_bytes was not enough, a 20 KB head or body was cut
+        and the client evicted with the rest of its request unread. At most one request's
+        worth (the parser refuses more). False if the socket is broken."""
+        budget = self.adj.max_request_header_size + self.adj.max_request_body_size
+        while budget > 0 and channel.connected and not channel.requests \
+                and not channel.total_outbufs_len:
+            try:
+                data = channel.socket.recv(self.adj.recv_bytes, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            if not data:  # the client half-closed: nothing more will come
+                return True
+            budget -= len(data)
+            channel.last_activity = time.time()
+            try:
+                channel.received(data)
+            except OSError:  # a body past 512 KB could not spill (out of fds, /tmp full)
+                return False
+        return True
 
     def _shed_newest_queued(self) -> bool:
         """Every connection has a request: turn away the newest one still waiting for a

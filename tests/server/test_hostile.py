@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import resource
 import signal
 import socket
@@ -22,7 +23,7 @@ import time
 import pytest
 
 from hello.logs import STDOUT_QUEUE_LINES
-from hello.server import SPARE_FDS
+from hello.server import FDS_PER_CONNECTION, SPARE_FDS
 from hello.waitress_internals import CONNECTION_HEADROOM
 from tests.conftest import ROOT, Service, child_env, free_port, http_get, python_hello, wait_until
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
@@ -421,4 +422,64 @@ def test_below_the_fd_limit_the_connection_limit_shrinks_to_fit_and_health_gets_
         code, _, err = service.stop()
     assert code == 0, err
     [warning] = [json.loads(line) for line in err.splitlines() if "open-file" in line]
-    assert warning["connection_limit"] == 300 - SPARE_FDS
+    assert warning["connection_limit"] == (300 - SPARE_FDS) // FDS_PER_CONNECTION
+
+
+@pytest.mark.load
+def test_clients_sending_big_bodies_slowly_do_not_run_the_server_out_of_fds():
+    """A request body past waitress's inbuf_overflow (512 KB) waits in a temp file: a
+    second fd per connection. Fitted at one fd each, 230 clients each sending 530 KB of a
+    1 MB body and stalling (under --connection-limit 250, so none was evicted) used every
+    fd the server had: accept() failed with EMFILE (probes waited in the backlog, or timed
+    out), and connections whose body could not spill were closed with the error."""
+    port = free_port()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    process = subprocess.Popen(
+        python_hello("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                     "--connection-limit", "250"),
+        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+    service = Service.__new__(Service)
+    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
+    clients = []
+    body = b"x" * 530_000
+    try:
+        service.wait_healthy()
+        unsent = {}
+        for _ in range(230):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            clients[-1].sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            clients[-1].setblocking(False)
+            unsent[clients[-1]] = memoryview(body)  # and never the rest
+        deadline = time.monotonic() + 20
+        while unsent and time.monotonic() < deadline:  # as far as the server reads them
+            for client, rest in list(unsent.items()):
+                try:
+                    rest = rest[client.send(rest[:65536]):]
+                except BlockingIOError:
+                    continue
+                if rest:
+                    unsent[client] = rest
+                else:
+                    del unsent[client]
+            time.sleep(0.01)
+        assert not unsent, f"{len(unsent)} clients could not send their bodies"
+
+        def spilled() -> int:  # fds of deleted files: the temp files holding bodies
+            count = 0
+            for fd in pathlib.Path(f"/proc/{process.pid}/fd").iterdir():
+                try:
+                    count += os.readlink(fd).endswith(" (deleted)")
+                except FileNotFoundError:  # closed meanwhile
+                    pass
+            return count
+
+        wait_until(lambda: spilled() >= 180, timeout=20, what="the bodies to be read")
+        probes = [timed_get(port, "/healthz", PROBE_TIMEOUT) for _ in range(10)]
+        assert sum(probe is None for probe in probes) == 0, probes
+    finally:
+        for client in clients:
+            client.close()
+        code, _, err = service.stop()
+    assert code == 0, err
+    assert "Too many open files" not in err, err[-2000:]

@@ -252,3 +252,18 @@ def test_each_serve_flag_reaches_its_setting_and_is_none_when_not_given(option):
         assert getattr(given, option.name) == ["a", "b"]
     else:
         assert getattr(parser.parse_args(["serve", option.flag, "v"]), option.name) == "v"
+
+
+def test_a_serve_that_stops_at_a_usage_error_gives_the_stop_signals_back(capsys):
+    """The stop signals are held while serve starts; a usage error ended it with the
+    holding handlers left in: called in-process (a test, a wrapper), SIGINT and SIGTERM
+    were swallowed from then on."""
+    import signal
+
+    from hello import cli
+
+    before = {signum: signal.getsignal(signum)
+              for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    assert cli.main(["serve", "--threads", "0"], env={}) == 2
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+    assert capsys.readouterr().err == "hello: --threads: '0' is not a thread count (1-256)\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import socket
 import threading
 import time
@@ -211,7 +212,7 @@ def test_evicted_connections_do_not_count_against_the_headroom_in_their_turn(loo
     server.busy(CONNECTION_HEADROOM - 1)
     unfinished = server.connect(HEAD_STARTED)
     server.accept()
-    first, second = server.connect(), server.connect()
+    first, second = server.connect(WHOLE), server.connect(WHOLE)
     server.accept()  # one turn: first evicts the unfinished head, second fits the headroom
     assert server.evicting() == [unfinished]
     assert server.channel(first) is not None and server.channel(second) is not None
@@ -384,3 +385,122 @@ def test_a_whole_request_waiting_unread_in_the_kernel_is_not_evicted_as_idle(loo
     server.server.close_evicted()
     assert server.channel(honest) is not None and server.channel(newcomer) is not None
     assert server.queued() == 1  # the honest request, waiting for the busy worker
+
+
+def test_a_whole_request_larger_than_one_read_waiting_unread_is_not_evicted_as_idle(loop):
+    """The same honest client, its request bigger than one recv (a 20 KB cookie, a
+    20 KB POST): the first recv_bytes of it were read, the head or body was not whole
+    yet, and it was evicted with the rest of its request unread in the kernel."""
+    server = loop(limit=2)
+    (working,) = server.busy(1)
+    honest = server.connect()
+    server.accept()
+    body = b"x" * 20000
+    honest.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    wait_until(lambda: len(server.channel(honest).socket.recv(
+                   1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)) > len(body),
+               timeout=2, what="the request to reach the server's socket")
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == []
+    server.server.close_evicted()
+    assert server.channel(honest) is not None and server.channel(newcomer) is not None
+    assert server.queued() == 1
+
+
+def test_a_burst_past_the_limit_and_headroom_evicts_its_own_stalest_and_a_probe_gets_in(loop):
+    """More newcomers in one turn than the limit, the evictable and the headroom hold
+    (a low limit: one fitted under a small hard open-file limit): the candidates were
+    found once per turn, so once they ran out the headroom filled with dripping heads and
+    the rest of the burst was refused, a probe behind it too (25 % of probes reset at a
+    limit of 1 under 300 reconnecting drips). This turn's own newcomers are candidates too."""
+    server = loop(limit=1)
+    server.connect(HEAD_STARTED)
+    server.accept()
+    burst = [server.connect(HEAD_STARTED) for _ in range(CONNECTION_HEADROOM + 3)]
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    server.accept()  # one turn
+    assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
+    server.server.close_evicted()
+    assert server.server.active_channels == {}  # each newcomer evicted the one before it
+    assert all(closed_by_server(client) for client in burst)
+
+
+def test_an_evicted_connection_whose_request_came_whole_later_in_its_turn_is_kept(loop):
+    """The loop reads an evicted connection again in the same turn when poll reported it
+    readable (its request's last segment came after the eviction's read): its request
+    went to a worker and the end of the turn closed it unanswered. It is kept."""
+    server = loop(limit=1)
+    slow = server.connect(b"GET / HTTP/1.1\r\n")
+    server.accept()
+    newcomer = server.connect()
+    server.accept()
+    assert server.evicting() == [slow]
+    slow.sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+    wait_until(lambda: server.channel(slow).socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT),
+               timeout=2, what="the rest of the head to reach the server's socket")
+    server.channel(slow).handle_read()  # the same turn's read event
+    server.server.close_evicted()
+    assert server.channel(slow) is not None and server.channel(newcomer) is not None
+    runner = threading.Thread(target=server.server.run, daemon=True)
+    runner.start()
+    try:
+        assert reply(slow).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
+        runner.join(5)
+
+
+def test_out_of_fds_a_turn_makes_room_as_at_the_limit_so_a_probe_gets_in(loop):
+    """A hard open-file limit too small for the limit and its headroom (fitted to 1 under
+    nofile 20: 15 slow requests used every fd): accept() failed with EMFILE on every
+    try, nothing was evicted or shed, the loop spun at 100 % CPU and every probe timed
+    out. Out of fds, a turn makes room as at the limit (here: the newest queued request
+    gets its 503) and stops accepting; the next turn takes the probe."""
+    server = loop(limit=10)
+    server.busy(1)
+    queued = [server.connect(WHOLE), server.connect(WHOLE)]
+    server.accept()
+    assert server.queued() == 2
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd left
+    try:
+        server.accept()
+        assert server.evicting() == [queued[-1]]
+        server.server.close_evicted()  # its fd is free again
+        server.accept()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply(queued[-1]).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+
+
+def test_a_body_that_cannot_spill_while_a_turn_makes_room_does_not_close_the_listener(loop):
+    """Making room reads a candidate's waiting bytes; a body that crosses waitress's
+    inbuf_overflow (512 KB) there goes to a temp file, and out of fds (or with /tmp
+    full) that raised inside handle_accept: waitress's handle_error then closed the
+    listener, and the server accepted nothing more, for good, while it looked alive."""
+    server = loop(limit=2)
+    server.busy(1)
+    uploader = server.connect()
+    server.accept()
+    server.channel(uploader).socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    uploader.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    uploader.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 600_000)
+    newcomer = server.connect()
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd left
+    try:
+        waitress_internals.wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert server.server.accepting
+    assert server.evicting() == [uploader]
+    server.server.close_evicted()
+    server.accept()
+    assert server.channel(newcomer) is not None

@@ -67,14 +67,15 @@ def _fitted(monkeypatch, settings, soft, hard):
 
 
 def test_the_connection_limit_stands_when_the_open_files_allow_it(monkeypatch, settings):
-    wanted = settings.connection_limit + server.SPARE_FDS
+    wanted = settings.connection_limit * server.FDS_PER_CONNECTION + server.SPARE_FDS
     assert _fitted(monkeypatch, settings, wanted, wanted) == (settings, [])
 
 
-@pytest.mark.parametrize("hard, fitting", [(1000, 1000 - server.SPARE_FDS), (100, 1)])
+@pytest.mark.parametrize("hard, fitting", [
+    (1000, (1000 - server.SPARE_FDS) // server.FDS_PER_CONNECTION), (100, 1)])
 def test_below_the_open_file_limit_the_connection_limit_is_lowered_to_fit_and_said(
         monkeypatch, settings, hard, fitting):
-    wanted = settings.connection_limit + server.SPARE_FDS
+    wanted = settings.connection_limit * server.FDS_PER_CONNECTION + server.SPARE_FDS
     fitted, lines = _fitted(monkeypatch, settings, hard, hard)
     assert fitted.connection_limit == fitting
     assert dataclasses.replace(fitted, connection_limit=settings.connection_limit) == settings
