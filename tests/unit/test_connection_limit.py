@@ -10,6 +10,7 @@ runs the same paths under a thousand real clients, as load tests.)
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import resource
 import select
@@ -507,3 +508,32 @@ def test_a_body_that_cannot_spill_while_a_turn_makes_room_does_not_close_the_lis
     server.server.close_evicted()
     server.accept()
     assert server.channel(newcomer) is not None
+
+
+def test_an_error_while_accepting_is_one_error_line_and_the_listener_stays_open(loop, monkeypatch):
+    """waitress's handle_error closes the dispatcher, here the listener: the server would
+    accept nothing more, for good, while it looked alive."""
+    server = loop(limit=10)
+    server.connect()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("waitress")
+    logger.addHandler(handler)
+
+    def broken(conn):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server.server, "set_socket_options", broken)
+    try:
+        waitress_internals.wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
+    finally:
+        logger.removeHandler(handler)
+    assert server.server.accepting and server.server.socket is not None
+    assert [(record.levelno, record.getMessage().split(" (")[0]) for record in records] == [
+        (logging.ERROR, "error while accepting, still listening")]
+    assert "RuntimeError" in records[0].getMessage() and "boom" in records[0].getMessage()
+    monkeypatch.undo()
+    late = server.connect()
+    server.accept()
+    assert server.channel(late) is not None
