@@ -311,6 +311,19 @@ EQUIVALENT: dict[str, str] = {
     'hello.waitress_internals.xǁHelloServerǁ_evictable__mutmut_13':
         ('`and` or `or`: a connection holding a request is skipped again by '
          '_pop_still_evictable, which checks the same before it takes one.'),
+    'hello.buildinfo.x_is_frozen__mutmut_4':
+        'a missing sys.frozen as None or False: bool() of either is False.',
+    'hello.buildinfo.x__stamp__mutmut_11':
+        ('the stamp is JSON that build/binary writes in ASCII (version, commit hex, dates): every '
+         'encoding Python would pick reads it the same.'),
+    'hello.buildinfo.x__stamp__mutmut_13':
+        ('the stamp is JSON that build/binary writes in ASCII (version, commit hex, dates): every '
+         'encoding Python would pick reads it the same.'),
+    'hello.buildinfo.x__stamp__mutmut_19':
+        "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
+    'hello.metrics.xǁRegistryǁfinished__mutmut_21':
+        ('one spare slot that nothing reads: the exposition zips the counts with the bounds, which '
+         'stops at the last bound, and +Inf is the list\'s last item either way.'),
 }
 
 

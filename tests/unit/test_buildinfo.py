@@ -78,3 +78,11 @@ def test_version_line_of_a_frozen_build(tmp_path, monkeypatch):
         buildinfo.build_info.cache_clear()
     assert line == (f"hello 9.9.9 (commit {'b' * 40}, built 2026-01-02T03:04:05Z, "
                     f"python {buildinfo.platform.python_version()}, frozen)")
+
+
+def test_a_repository_without_a_commit_is_an_unknown_commit_not_head(tmp_path, monkeypatch):
+    """`git rev-parse HEAD` there prints `HEAD` on stdout and fails: its exit code counts."""
+    import subprocess
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
+    monkeypatch.setattr(buildinfo, "__file__", str(tmp_path / "buildinfo.py"))
+    assert buildinfo._git_commit() == buildinfo.UNKNOWN

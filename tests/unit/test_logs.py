@@ -6,6 +6,8 @@ import json
 import os
 import queue
 
+import pytest
+
 from hello import logs
 from hello.logs import AccessLogMiddleware, LogWriter
 
@@ -273,3 +275,30 @@ def test_a_full_stdout_queue_drops_lines_and_counts_them_once_per_window(monkeyp
     assert [count for *_, count in dropped_lines()] == [1, 3, 2]
     assert [json.loads(writer._queue.get_nowait())["event"] for _ in range(2)] == ["one", "two"]
     assert out.getvalue() == ""
+
+
+def test_flush_waits_only_while_queued_lines_are_unwritten(monkeypatch):
+    """At exit: no wait at all for an empty or absent queue, and short polls (not a
+    second each) while the writer thread catches up."""
+    clock, sleeps = [0.0], []
+    writer, _, _ = make_writer()
+    writer._queue = queue.Queue()
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock[0] += seconds
+        if len(sleeps) == 3:
+            writer._queue.get_nowait()
+            writer._queue.task_done()  # the writer thread wrote it
+
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(logs.time, "sleep", sleep)
+    writer.flush(5)
+    LogWriter("json", out=io.StringIO(), err=io.StringIO()).flush(5)  # not queued
+    assert sleeps == []
+    writer._queue.put("a line")
+    writer.flush(5)
+    assert sleeps == [0.01] * 3
+    writer._queue.put("a line nobody writes")
+    writer.flush(1)
+    assert len(sleeps) == 3 + 100 and clock[0] == pytest.approx(1.03)
