@@ -324,6 +324,88 @@ EQUIVALENT: dict[str, str] = {
     'hello.metrics.xǁRegistryǁfinished__mutmut_21':
         ('one spare slot that nothing reads: the exposition zips the counts with the bounds, which '
          'stops at the last bound, and +Inf is the list\'s last item either way.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_3':
+        ('how the read loop\'s conditions combine: it ends once the candidate holds a request (or '
+         'sends nothing more), and the candidate is then judged by the same conditions, so it is '
+         'evicted or kept alike; only how much of a pipeline is read early differs.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_4':
+        ('how the read loop\'s conditions combine: it ends once the candidate holds a request (or '
+         'sends nothing more), and the candidate is then judged by the same conditions, so it is '
+         'evicted or kept alike; only how much of a pipeline is read early differs.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_5':
+        ('how the read loop\'s conditions combine: it ends once the candidate holds a request (or '
+         'sends nothing more), and the candidate is then judged by the same conditions, so it is '
+         'evicted or kept alike; only how much of a pipeline is read early differs.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_13':
+        ('the read size or MSG_DONTWAIT: the loop reads until nothing more waits, and the socket '
+         'is non-blocking already (waitress sets it).'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_14':
+        ('the read size or MSG_DONTWAIT: the loop reads until nothing more waits, and the socket '
+         'is non-blocking already (waitress sets it).'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_15':
+        ('read_waiting\'s verdict on a socket with no whole request (nothing more waiting, broken, '
+         'half-closed, or a body that could not spill): True or False, the candidate holds no '
+         'request and is evicted alike.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_16':
+        ('read_waiting\'s verdict on a socket with no whole request (nothing more waiting, broken, '
+         'half-closed, or a body that could not spill): True or False, the candidate holds no '
+         'request and is evicted alike.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_18':
+        ('read_waiting\'s verdict on a socket with no whole request (nothing more waiting, broken, '
+         'half-closed, or a body that could not spill): True or False, the candidate holds no '
+         'request and is evicted alike.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_23':
+        ('read_waiting\'s verdict on a socket with no whole request (nothing more waiting, broken, '
+         'half-closed, or a body that could not spill): True or False, the candidate holds no '
+         'request and is evicted alike.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_6':
+        ('NOT equivalent, not tested: the cap on what one candidate\'s read may take (header limit '
+         'plus body limit, over 1 GiB by default); the kernel\'s receive buffer holds far less.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_7':
+        ('NOT equivalent, not tested: the cap on what one candidate\'s read may take (header limit '
+         'plus body limit, over 1 GiB by default); the kernel\'s receive buffer holds far less.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_19':
+        ('NOT equivalent, not tested: the cap on what one candidate\'s read may take (header limit '
+         'plus body limit, over 1 GiB by default); the kernel\'s receive buffer holds far less.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_20':
+        ('NOT equivalent, not tested: the cap on what one candidate\'s read may take (header limit '
+         'plus body limit, over 1 GiB by default); the kernel\'s receive buffer holds far less.'),
+    'hello.waitress_internals.xǁHelloServerǁ_read_waiting__mutmut_21':
+        ('NOT equivalent, not tested: last_activity None after a read that brought only blank '
+         'lines (waitress skips them before a request); a later eviction turn would fail on it.'),
+    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_9':
+        ('NOT equivalent, not tested: out of fds mid-turn, the candidates found anew instead of the '
+         'turn\'s list, which still holds the ones already taken: one could be taken twice.'),
+    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_16':
+        'NOT equivalent, not tested: a turn evicting its own newcomer while an older candidate remains.',
+    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_19':
+        ('NOT equivalent, not tested: the order in which a burst\'s own newcomers are '
+         'evicted (earliest first).'),
+    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_20':
+        ('NOT equivalent, not tested: the order in which a burst\'s own newcomers are '
+         'evicted (earliest first).'),
+    'hello.waitress_internals.xǁHelloServerǁ_make_room_for_fds__mutmut_4':
+        ('NOT equivalent, not tested: out of fds mid-turn, the candidates found anew instead of the '
+         'turn\'s list, which still holds the ones already taken: one could be taken twice.'),
+    'hello.waitress_internals.xǁHelloParserǁreceived__mutmut_6':
+        ('NOT equivalent, not tested: the 431 line\'s copy of the head grows past 8 KB (memory '
+         'only, bounded by the header limit); its first line, the one logged, is the same.'),
+    'hello.waitress_internals.xǁHelloParserǁreceived__mutmut_7':
+        '`<` or `<=` 8 KB kept: at exactly 8 KB the slice added is empty.',
+    'hello.waitress_internals.xǁHelloParserǁreceived__mutmut_11':
+        ('the 431 line\'s copy of the head kept to at most 16 KB instead of 8 KB: only its first '
+         'line is read.'),
+    'hello.buildinfo.x__git_commit__mutmut_8':
+        ('NOT equivalent, not tested: the time `git rev-parse` may take in an unfrozen checkout '
+         '(2 s); only a git that hangs would tell.'),
+    'hello.buildinfo.x__git_commit__mutmut_13':
+        ('NOT equivalent, not tested: the time `git rev-parse` may take in an unfrozen checkout '
+         '(2 s); only a git that hangs would tell.'),
+    'hello.buildinfo.x__git_commit__mutmut_25':
+        ('NOT equivalent, not tested: the time `git rev-parse` may take in an unfrozen checkout '
+         '(2 s); only a git that hangs would tell.'),
+    'hello.logs.xǁLogWriterǁflush__mutmut_6':
+        '`<` or `<=` the deadline: they differ only when the clock reads it exactly.',
 }
 
 

@@ -537,3 +537,28 @@ def test_an_error_while_accepting_is_one_error_line_and_the_listener_stays_open(
     late = server.connect()
     server.accept()
     assert server.channel(late) is not None
+
+
+def test_out_of_fds_with_nothing_to_evict_or_shed_the_listener_rests_a_moment(loop, monkeypatch):
+    server = loop(limit=10)
+    server.busy(1)  # a request in hand (never evicted), and no queue to shed
+    clock = [100.0]
+    monkeypatch.setattr(waitress_internals.time, "monotonic", lambda: clock[0])
+    server.server._make_room_for_fds(None)
+    assert server.evicting() == []
+    assert not server.server.readable()
+    clock[0] += waitress_internals.FDS_RETRY_SECONDS - 0.001
+    assert not server.server.readable()
+    clock[0] += 0.001
+    assert server.server.readable()
+
+
+@pytest.mark.parametrize("payload", [b"", WHOLE], ids=["an idle one evicted", "a queued one shed"])
+def test_out_of_fds_a_turn_that_makes_room_goes_on_listening(loop, payload):
+    server = loop(limit=10)
+    server.busy(1)
+    taken = server.connect(payload)
+    server.accept()
+    server.server._make_room_for_fds(None)
+    assert server.evicting() == [taken]
+    assert server.server.readable()
