@@ -141,3 +141,21 @@ def test_check_env_unreadable_files_exactly(tmp_path, capsys, content, message):
         path.write_bytes(content)
     assert cli.main(["check-env", str(path)]) == 2
     assert capsys.readouterr().err == message.format(path=path)
+
+
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "::1", "0.0.0.0", "localhost", "example.com.", "a-b.c9", "A.B", "x" * 63 + ".io",
+    ".".join(["a" * 63] * 3 + ["a" * 61]),  # 253 characters
+])
+def test_hosts_that_are_accepted_as_written(host):
+    assert load({"host": host}, {}).host == host
+
+
+@pytest.mark.parametrize("host", [
+    "a..b", "-a.com", "a-.com", "x" * 64 + ".io", ".".join(["a" * 63] * 3 + ["a" * 62]), "exa mple",
+    "localhost..", ".", "a_b", "é.com", "1.2.3.4:80",
+])
+def test_hosts_that_are_refused_with_one_line(host):
+    with pytest.raises(ConfigError) as refused:
+        load({"host": host}, {})
+    assert str(refused.value).endswith("is not a host name or IP address")
