@@ -406,6 +406,25 @@ EQUIVALENT: dict[str, str] = {
          '(2 s); only a git that hangs would tell.'),
     'hello.logs.xǁLogWriterǁflush__mutmut_6':
         '`<` or `<=` the deadline: they differ only when the clock reads it exactly.',
+    'hello.waitress_internals.x_accept_queued_and_stop_listening__mutmut_3':
+        ('return or break out of the accept loop: it is the try\'s last statement, and the finally '
+         'closes the listener either way.'),
+    'hello.waitress_internals.x_accept_queued_and_stop_listening__mutmut_5':
+        ('return or break out of the accept loop: it is the try\'s last statement, and the finally '
+         'closes the listener either way.'),
+    'hello.app.x__openapi_document__mutmut_15':
+        ('the indentation of /openapi.json: whitespace between JSON tokens, the same document to '
+         'every JSON reader (the OpenAPI tests parse it).'),
+    'hello.app.x__openapi_document__mutmut_17':
+        ('the indentation of /openapi.json: whitespace between JSON tokens, the same document to '
+         'every JSON reader (the OpenAPI tests parse it).'),
+    'hello.app.x__openapi_document__mutmut_18':
+        ('the indentation of /openapi.json: whitespace between JSON tokens, the same document to '
+         'every JSON reader (the OpenAPI tests parse it).'),
+    'hello.waitress_internals.x_close_all__mutmut_6':
+        ('close_all runs after accept_queued_and_stop_listening closed the listener: no dispatcher '
+         'but the channels and the trigger is left, so `others` is empty, and close_all(None) closes '
+         'waitress\'s global map, which hello never uses (empty too).'),
 }
 
 

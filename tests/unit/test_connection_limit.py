@@ -562,3 +562,21 @@ def test_out_of_fds_a_turn_that_makes_room_goes_on_listening(loop, payload):
     server.server._make_room_for_fds(None)
     assert server.evicting() == [taken]
     assert server.server.readable()
+
+
+def test_drain_accepts_the_rest_of_the_backlog_past_a_connection_gone_already(loop, monkeypatch):
+    server = loop(limit=10)
+    asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    gone, kept = server.connect(asks), server.connect(asks)
+    options, failed = server.server.set_socket_options, []
+
+    def first_one_gone(conn):
+        if not failed:
+            failed.append(conn)
+            raise OSError(errno.EINVAL, "Invalid argument")  # setsockopt on a reset socket
+        options(conn)
+
+    monkeypatch.setattr(server.server, "set_socket_options", first_one_gone)
+    waitress_internals.accept_queued_and_stop_listening(server.server)
+    assert failed and server.channel(gone) is None and server.channel(kept) is not None
+    assert not server.server.accepting

@@ -107,6 +107,31 @@ def test_text_format():
     text = out.getvalue()
     assert text.count("\n") == 1
     assert "event=stopped" in text and "drained_ms=3" in text
+    assert text.split(" ", 1)[1] == "level=info event=stopped drained_ms=3\n"  # after time=
+
+
+def test_json_lines_are_compact():
+    writer, out, _ = make_writer()
+    writer.event("listening", port=8080, path="/a b")
+    assert out.getvalue().split(",", 1)[1] == \
+        '"level":"info","event":"listening","port":8080,"path":"/a b"}\n'  # after "time"
+
+
+def test_a_queued_stdout_lost_says_why_on_stderr_once():
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out, err = open(write_end, "w", encoding="utf-8"), io.StringIO()  # noqa: SIM115
+    try:
+        writer = LogWriter("json", out=out, err=err, queued=True)
+        writer.event("listening")
+        writer.event("dropped")
+        writer.flush(5)
+        lines = [json.loads(line) for line in err.getvalue().splitlines()]
+        assert [(line["event"], line["error"]) for line in lines] == [
+            ("stdout is closed; its log lines are dropped from now on", "BrokenPipeError")]
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
 
 
 def test_access_middleware_records_status_bytes_and_duration():

@@ -26,3 +26,17 @@ def test_another_waitress_refuses_to_import(tmp_path):
                             timeout=30, check=False)
     assert result.returncode != 0
     assert "ImportError: hello needs waitress 0.0.1 (it uses its internals), found 3." in result.stderr
+
+
+def test_another_installed_waitress_is_named_by_its_folder(monkeypatch):
+    """The version hello was not written for is found by its dist-info folder's name."""
+    monkeypatch.setattr(waitress_internals, "WAITRESS_VERSION", "0.0.1")
+    assert waitress_internals.installed_waitress_version() == "3.0.2"
+
+
+def test_the_version_is_found_in_the_binarys_bundle_too(tmp_path, monkeypatch):
+    """Frozen, waitress's dist-info lies in the bundle (sys._MEIPASS), not beside it."""
+    (tmp_path / "waitress-9.9.9.dist-info").mkdir()
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    monkeypatch.setattr(waitress_internals, "WAITRESS_VERSION", "9.9.9")
+    assert waitress_internals.installed_waitress_version() == "9.9.9"
