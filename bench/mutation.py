@@ -442,9 +442,6 @@ EQUIVALENT: dict[str, str] = {
          'monotonic clock is under 10 s (booted that recently); a test would need that clock.'),
     'hello.waitress_internals.xǁHelloServerǁ__init____mutmut_18':
         'bind_socket None or False: waitress only tests it for truth.',
-    'hello.waitress_internals.xǁHelloServerǁ__init____mutmut_25':
-        ('_loop_thread None or "" before run(): it is only compared by identity with the current '
-         'thread, which is neither.'),
 }
 
 

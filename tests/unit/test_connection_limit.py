@@ -547,9 +547,11 @@ def test_out_of_fds_with_nothing_to_evict_or_shed_the_listener_rests_a_moment(lo
     server.server._make_room_for_fds(None)
     assert server.evicting() == []
     assert not server.server.readable()
-    clock[0] += waitress_internals.FDS_RETRY_SECONDS - 0.001
+    until = server.server._accept_paused_until
+    assert until == 100.0 + waitress_internals.FDS_RETRY_SECONDS
+    clock[0] = until - 0.001
     assert not server.server.readable()
-    clock[0] += 0.001
+    clock[0] = until  # the moment itself
     assert server.server.readable()
 
 
