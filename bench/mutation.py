@@ -48,6 +48,7 @@ TARGET = 0.90
 # A mutant is caught when a test fails, or when the tests under it use up mutmut's CPU-time
 # limit (SIGXCPU: CPU seconds, not wall time, so a slow machine does not cause it).
 CAUGHT = ("killed", "timeout")
+NOT_EQUIVALENT = "NOT equivalent, not tested"  # how a listed survivor a test could kill begins
 
 # Mutants no test can kill because the program behaves the same either way.
 # Keyed by mutmut's name, valid at the commit recorded in bench/MUTATION.md.
@@ -592,7 +593,10 @@ def report(runs: list[str], children: str = "1") -> int:
     not_killed = sorted(name for name, status in outcome.items()
                         if status not in (*CAUGHT, "not checked"))
     unexplained = [name for name in not_killed if name not in EQUIVALENT]
-    score_with_equivalent = (killed + len(not_killed) - len(unexplained)) / total if total else 0.0
+    untested = [name for name in not_killed
+                if EQUIVALENT.get(name, "").startswith(NOT_EQUIVALENT)]
+    equivalent = len(not_killed) - len(unexplained) - len(untested)
+    score_with_equivalent = (killed + equivalent) / total if total else 0.0
 
     lines = [
         "# Mutation score",
@@ -615,8 +619,10 @@ def report(runs: list[str], children: str = "1") -> int:
         "their timing would read as kills",
         f"- **score: {killed}/{total} caught = {score:.1%}**; of those checked: "
         f"{killed / checked if checked else 0:.1%} (target {TARGET:.0%}); "
-        f"counting the {len(not_killed) - len(unexplained)} judged equivalent as killed: "
-        f"{score_with_equivalent:.1%}",
+        f"counting the {equivalent} judged equivalent as killed: {score_with_equivalent:.1%}",
+        f"- not killed: {len(not_killed)}: {equivalent} equivalent, {len(untested)} not "
+        f"equivalent and not tested (each with what a test would need), "
+        f"{len(unexplained)} unexplained",
         "",
         "## Checked and not killed",
         "",

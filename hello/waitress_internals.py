@@ -583,14 +583,11 @@ def close_all(server: HelloServer) -> None:
     the outbuf lock, so a worker still flushing (past a drain timeout) finishes its send
     before the socket goes, and it wakes a worker waiting on that lock for the loop.
     """
-    trigger = server.trigger
-    others = {}
-    for fd, obj in list(server._map.items()):
+    for obj in list(server._map.values()):
         if isinstance(obj, HTTPChannel):
             obj.handle_close()
-        elif obj is not trigger:
-            others[fd] = obj
-    wasyncore.close_all(others)
+        elif obj is not server.trigger:  # the listener, if drain's first step did not run:
+            wasyncore.dispatcher.close(obj)  # its own close() closes the trigger too
     server._map.clear()  # the trigger too: the loop ends
 
 

@@ -120,9 +120,9 @@ class Service:
     def __init__(self, argv: list[str], port: int, env: dict | None = None, **popen):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        popen.setdefault("stdout", subprocess.PIPE)
         self.process = subprocess.Popen(
-            argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, **popen)
+            argv, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True, **popen)
 
     def wait_healthy(self, timeout: float = 30.0) -> Service:
         def healthy():

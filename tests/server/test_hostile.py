@@ -113,20 +113,26 @@ def test_a_thousand_slow_clients_do_not_starve_health(serve_unfrozen):
     assert served is not None and served < 0.5, served
 
 
-def start_raw(*args: str, stdout=subprocess.PIPE) -> tuple[subprocess.Popen, int]:
+def start_raw(*args: str, stdout=subprocess.PIPE, nofile: tuple[int, int] | None = None) -> Service:
+    """`hello serve` on a free port, not waited for; nofile: its open-file limits (soft, hard)."""
     port = free_port()
-    process = subprocess.Popen(
-        python_hello("serve", "--host", "127.0.0.1", "--port", str(port), *args),
-        cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
-        env=child_env({"PATH": "/usr/bin:/bin"}))
-    return process, port
+    limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
+    return Service(python_hello("serve", "--host", "127.0.0.1", "--port", str(port), *args), port,
+                   env=child_env({"PATH": "/usr/bin:/bin"}), cwd=ROOT, stdout=stdout,
+                   preexec_fn=limit)
+
+
+def close_then_stop(service: Service, clients: list[socket.socket]) -> tuple[int, str]:
+    """The clients go away, then SIGTERM: the service's exit code and stderr."""
+    for client in clients:
+        client.close()
+    code, _, err = service.stop()
+    return code, err
 
 
 def test_sighup_drains_a_request_in_flight_then_exits_0():
-    process, port = start_raw()
-    service = Service.__new__(Service)
-    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
-    service.wait_healthy()
+    service = start_raw().wait_healthy()
+    process = service.process
     got: list[int] = []
     thread = threading.Thread(target=lambda: got.append(
         http_get(service.url + "/whoami?wait=1500ms", timeout=10)[0]))
@@ -144,7 +150,8 @@ def test_sighup_drains_a_request_in_flight_then_exits_0():
 
 
 def test_closed_stdout_costs_one_stderr_line_and_drain_still_works():
-    process, port = start_raw()
+    service = start_raw()
+    process, port = service.process, service.port
     process.stdout.close()  # the reader goes away: every write to stdout is EPIPE
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: process.poll() is not None or timed_get(port, "/healthz", 0.5),
@@ -173,10 +180,7 @@ def test_closed_stdout_costs_one_stderr_line_and_drain_still_works():
 
 
 def test_queue_depth_warning_is_rate_limited_and_a_warning():
-    process, port = start_raw("--threads", "1", "--no-access-log")
-    service = Service.__new__(Service)
-    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
-    service.wait_healthy()
+    service = start_raw("--threads", "1", "--no-access-log").wait_healthy()
 
     def client():
         for _ in range(10):
@@ -271,7 +275,8 @@ def test_a_stdout_nobody_reads_does_not_stop_serving_or_draining():
     lines, not the service: requests and /healthz are answered, SIGTERM still drains."""
     reader, writer = os.pipe()  # nobody ever reads `reader`
     try:
-        process, port = start_raw(stdout=writer)
+        service = start_raw(stdout=writer)
+        process, port = service.process, service.port
     finally:
         os.close(writer)
     try:
@@ -401,25 +406,16 @@ def test_below_the_fd_limit_the_connection_limit_shrinks_to_fit_and_health_gets_
     --ulimit nofile=300): the connection limit shrinks to what fits, so slow clients are
     evicted as at any limit. It was kept, accept() failed with EMFILE before any eviction,
     and 400 clients dripping a request head locked every probe out."""
-    port = free_port()
-    process = subprocess.Popen(
-        python_hello("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
-    service = Service.__new__(Service)
-    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
+    service = start_raw("--no-access-log", nofile=(300, 300)).wait_healthy()
     clients = []
     try:
-        service.wait_healthy()
         for _ in range(400):
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            clients.append(socket.create_connection(("127.0.0.1", service.port), timeout=10))
             clients[-1].sendall(b"GET / HTTP/1.1\r\n")  # and never the rest
-        probes = [timed_get(port, "/healthz", PROBE_TIMEOUT) for _ in range(10)]
-        assert sum(probe is None for probe in probes) == 0, probes
+        probes = [timed_get(service.port, "/healthz", PROBE_TIMEOUT) for _ in range(10)]
     finally:
-        for client in clients:
-            client.close()
-        code, _, err = service.stop()
+        code, err = close_then_stop(service, clients)
+    assert sum(probe is None for probe in probes) == 0, probes
     assert code == 0, err
     [warning] = [json.loads(line) for line in err.splitlines() if "open-file" in line]
     assert warning["connection_limit"] == (300 - SPARE_FDS) // FDS_PER_CONNECTION
@@ -432,19 +428,13 @@ def test_clients_sending_big_bodies_slowly_do_not_run_the_server_out_of_fds():
     1 MB body and stalling (under --connection-limit 250, so none was evicted) used every
     fd the server had: accept() failed with EMFILE (probes waited in the backlog, or timed
     out), and connections whose body could not spill were closed with the error."""
-    port = free_port()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    process = subprocess.Popen(
-        python_hello("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                     "--connection-limit", "250"),
-        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
-    service = Service.__new__(Service)
-    service.process, service.port, service.url = process, port, f"http://127.0.0.1:{port}"
+    service = start_raw("--no-access-log", "--connection-limit", "250", nofile=(256, hard))
+    service.wait_healthy()
+    process, port = service.process, service.port
     clients = []
     body = b"x" * 530_000
     try:
-        service.wait_healthy()
         unsent = {}
         for _ in range(230):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
@@ -476,10 +466,8 @@ def test_clients_sending_big_bodies_slowly_do_not_run_the_server_out_of_fds():
 
         wait_until(lambda: spilled() >= 180, timeout=20, what="the bodies to be read")
         probes = [timed_get(port, "/healthz", PROBE_TIMEOUT) for _ in range(10)]
-        assert sum(probe is None for probe in probes) == 0, probes
     finally:
-        for client in clients:
-            client.close()
-        code, _, err = service.stop()
+        code, err = close_then_stop(service, clients)
+    assert sum(probe is None for probe in probes) == 0, probes
     assert code == 0, err
     assert "Too many open files" not in err, err[-2000:]

@@ -9,6 +9,7 @@ runs the same paths under a thousand real clients, as load tests.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -106,6 +107,19 @@ def loop():
     yield make
     for each in made:
         each.close()
+
+
+@contextlib.contextmanager
+def fds_left(count: int):
+    """The open-file soft limit set so that exactly count more fds can be opened."""
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + count, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def tick() -> None:
@@ -355,14 +369,8 @@ def test_drain_stops_listening_even_when_the_fds_run_out_while_it_accepts(loop):
     server = loop(limit=10)
     asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     queued = [server.connect(asks) for _ in range(4)]
-    lowest_free = os.dup(0)
-    os.close(lowest_free)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + 1, hard))  # one more fd
-    try:
+    with fds_left(1):
         waitress_internals.accept_queued_and_stop_listening(server.server)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert not server.server.accepting
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
@@ -467,17 +475,11 @@ def test_out_of_fds_a_turn_makes_room_as_at_the_limit_so_a_probe_gets_in(loop):
     server.accept()
     assert server.queued() == 2
     probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    lowest_free = os.dup(0)
-    os.close(lowest_free)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd left
-    try:
+    with fds_left(0):
         server.accept()
         assert server.evicting() == [queued[-1]]
         server.server.close_evicted()  # its fd is free again
         server.accept()
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
     assert reply(queued[-1]).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
 
@@ -495,14 +497,8 @@ def test_a_body_that_cannot_spill_while_a_turn_makes_room_does_not_close_the_lis
     uploader.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     uploader.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 600_000)
     newcomer = server.connect()
-    lowest_free = os.dup(0)
-    os.close(lowest_free)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no fd left
-    try:
+    with fds_left(0):
         waitress_internals.wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert server.server.accepting
     assert server.evicting() == [uploader]
     server.server.close_evicted()
