@@ -93,9 +93,9 @@ def _inherited_socket() -> socket.socket | None:
     count = os.environ.get("LISTEN_FDS", "")
     if not count.isdigit() or int(count) < 1:
         return None  # absent or not a count: bind our own socket, as systemd's sd_listen_fds does
-    listen_pid = os.environ.get("LISTEN_PID", "")
+    listen_pid = os.environ.get("LISTEN_PID", "")  # unset: not ours, as sd_listen_fds says
     family = {str(os.getpid()), str(os.getppid())}
-    if listen_pid and listen_pid not in family:
+    if listen_pid not in family:
         try:
             with open(f"/proc/{os.getppid()}/stat", encoding="ascii") as stat:
                 family.add(stat.read().rsplit(")", 1)[1].split()[1])
@@ -105,7 +105,10 @@ def _inherited_socket() -> socket.socket | None:
             return None
     for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    return socket.socket(fileno=3)
+    try:
+        return socket.socket(fileno=3)
+    except OSError as error:  # closed, or not a socket: say whose fd it was
+        raise OSError(error.errno, f"fd 3 from LISTEN_FDS: {error.strerror}") from None
 
 
 def bind_listener(host: str, port: int, reuse_port: bool) -> socket.socket:

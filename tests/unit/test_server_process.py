@@ -72,12 +72,14 @@ def test_the_connection_limit_stands_when_the_open_files_allow_it(monkeypatch, s
 
 
 @pytest.mark.parametrize("hard, fitting", [
-    (1000, (1000 - server.SPARE_FDS) // server.FDS_PER_CONNECTION), (100, 1)])
+    (1000, (1000 - server.SPARE_FDS) // server.FDS_PER_CONNECTION),
+    (1001, (1001 - server.SPARE_FDS) // server.FDS_PER_CONNECTION),  # the other parity: whole
+    (100, 1)])
 def test_below_the_open_file_limit_the_connection_limit_is_lowered_to_fit_and_said(
         monkeypatch, settings, hard, fitting):
     wanted = settings.connection_limit * server.FDS_PER_CONNECTION + server.SPARE_FDS
     fitted, lines = _fitted(monkeypatch, settings, hard, hard)
-    assert fitted.connection_limit == fitting
+    assert fitted.connection_limit == fitting and type(fitted.connection_limit) is int
     assert dataclasses.replace(fitted, connection_limit=settings.connection_limit) == settings
     assert lines == [{"level": "warning", "event": "open-file limit is below --connection-limit "
                       "plus spare fds; the connection limit is lowered to fit",
