@@ -1,4 +1,5 @@
-"""Whose socket fd 3 is: systemd's LISTEN_FDS/LISTEN_PID rules, with real processes.
+"""The listening socket: whose fd 3 is (systemd's LISTEN_FDS/LISTEN_PID rules, with real
+processes), and the one hello binds itself.
 
 A child Python asks hello.server._inherited_socket() with the variables set as a case
 says, its fd 3 a real listening socket (or a file); LISTEN_PID names the child itself,
@@ -90,3 +91,22 @@ def test_a_file_at_fd_3_is_a_one_line_error_naming_listen_fds():
     with tempfile.TemporaryFile() as file:
         answer, _ = _ask({**ACTIVATED, "LISTEN_PID": "self"}, fd3=file)
     assert answer == {"error": "[Errno 88] fd 3 from LISTEN_FDS: Socket operation on non-socket"}
+
+
+@pytest.mark.parametrize("host, family", [
+    ("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6), ("localhost", None)])
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_our_own_listener_is_a_stream_socket_bound_where_asked_and_reusable(host, family, reuse_port):
+    from hello import server
+
+    sock = server.bind_listener(host, 0, reuse_port)
+    try:
+        assert sock.type == socket.SOCK_STREAM and sock.proto in (0, socket.IPPROTO_TCP)
+        if family is not None:
+            assert sock.family == family
+        assert sock.getsockname()[0] in ("127.0.0.1", "::1") and sock.getsockname()[1] > 0
+        # a restart binds while the old connections sit in TIME_WAIT
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == int(reuse_port)
+    finally:
+        sock.close()
