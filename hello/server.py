@@ -91,7 +91,7 @@ def _inherited_socket() -> socket.socket | None:
     PID systemd names may be our parent or grandparent.
     """
     count = os.environ.get("LISTEN_FDS", "")
-    if not count.isdigit() or int(count) < 1:
+    if not (count.isascii() and count.isdigit()) or int(count) < 1:  # isdigit: "²", "١"
         return None  # absent or not a count: bind our own socket, as systemd's sd_listen_fds does
     listen_pid = os.environ.get("LISTEN_PID", "")  # unset: not ours, as sd_listen_fds says
     family = {str(os.getpid()), str(os.getppid())}

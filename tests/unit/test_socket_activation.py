@@ -79,6 +79,8 @@ def test_a_socket_passed_to_us_or_our_bootloaders_is_ours_and_the_variables_are_
     {"LISTEN_FDS": "x", "LISTEN_PID": "self"},
     {"LISTEN_FDS": "", "LISTEN_PID": "self"},
     {"LISTEN_FDS": "-1", "LISTEN_PID": "self"},
+    {"LISTEN_FDS": "\u00b2", "LISTEN_PID": "self"},  # "²".isdigit(), and int() refuses it
+    {"LISTEN_FDS": "\u0661", "LISTEN_PID": "self"},  # Arabic-Indic 1: int() takes it
     {"LISTEN_PID": "self"},
 ])
 def test_a_socket_not_meant_for_us_is_left_alone(env):
