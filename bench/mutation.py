@@ -422,18 +422,8 @@ EQUIVALENT: dict[str, str] = {
     'hello.app.x__openapi_document__mutmut_18':
         ('the indentation of /openapi.json: whitespace between JSON tokens, the same document to '
          'every JSON reader (the OpenAPI tests parse it).'),
-    'hello.waitress_internals.x_close_all__mutmut_6':
-        ('close_all runs after accept_queued_and_stop_listening closed the listener: no dispatcher '
-         'but the channels and the trigger is left, so `others` is empty, and close_all(None) closes '
-         'waitress\'s global map, which hello never uses (empty too).'),
     'hello.app.x_create_app__mutmut_5':
         'sort_keys None or False: Flask passes it to json.dumps, which only tests it for truth.',
-    'hello.app.x_create_app__mutmut_12':
-        ('the app\'s extensions entry for its metrics registry: nothing in hello reads it (the /metrics '
-         'route holds the registry itself); it is for code that embeds the app.'),
-    'hello.app.x_create_app__mutmut_13':
-        ('the app\'s extensions entry for its metrics registry: nothing in hello reads it (the /metrics '
-         'route holds the registry itself); it is for code that embeds the app.'),
     'hello.logs.xǁLogWriterǁ__init____mutmut_1':
         'LogWriter\'s default format: every LogWriter hello makes is given its format (server.serve).',
     'hello.logs.xǁLogWriterǁ__init____mutmut_2':

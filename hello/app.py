@@ -46,7 +46,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
     chance = chance or random.Random()  # noqa: S311 (fault injection, not secrets)
     enabled = threading.Event()  # the --admin readiness switch; on at start
     enabled.set()
-    app.extensions["hello.metrics"] = registry = metrics.Registry()
+    registry = metrics.Registry()
     app.wsgi_app = metrics.Middleware(app.wsgi_app, registry)
 
     @app.before_request
