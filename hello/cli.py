@@ -176,4 +176,4 @@ def main(argv: list[str] | None = None, env: dict | None = None) -> int:
             signal.signal(signum, handler)
         return _usage_error(str(error))
     from hello.server import serve
-    return serve(settings, held_signals=held)
+    return serve(settings, held)

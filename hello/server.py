@@ -225,12 +225,13 @@ class Server:
         return 0
 
 
-def serve(settings, writer: LogWriter | None = None, held_signals: list[int] | None = None) -> int:
+def serve(settings, held_signals: list[int]) -> int:
     """held_signals: those that landed while hello started (cli keeps them), acted on
-    as soon as the server's handlers are in."""
-    writer = writer or LogWriter(settings.log_format, queued=True)
+    as soon as the server's handlers are in. Log lines go through a queue: a stdout
+    nobody reads costs lines, not requests."""
+    writer = LogWriter(settings.log_format, queued=True)
     try:
-        return _serve(settings, writer, held_signals if held_signals is not None else [])
+        return _serve(settings, writer, held_signals)
     finally:
         writer.flush(FLUSH_SECONDS)
 

@@ -9,6 +9,7 @@ balancer would; every probe must succeed and p99 must stay under 100 ms.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
@@ -131,7 +132,7 @@ def close_then_stop(service: Service, clients: list[socket.socket]) -> tuple[int
 
 
 def test_sighup_drains_a_request_in_flight_then_exits_0():
-    service = start_raw().wait_healthy()
+    service = start_raw("--drain-timeout", "7").wait_healthy()
     process = service.process
     got: list[int] = []
     thread = threading.Thread(target=lambda: got.append(
@@ -145,7 +146,8 @@ def test_sighup_drains_a_request_in_flight_then_exits_0():
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     [draining] = [event for event in events if event["event"] == "draining"]
-    assert draining["signal"] == "SIGHUP"
+    del draining["time"]
+    assert draining == {"level": "info", "event": "draining", "signal": "SIGHUP", "timeout_s": 7}
     assert "Traceback" not in err
 
 
@@ -177,6 +179,74 @@ def test_closed_stdout_costs_one_stderr_line_and_drain_still_works():
     assert len(lines) == 1, err
     assert "stdout is closed" in lines[0]
     assert "Traceback" not in err and "BrokenPipe" not in err.replace("BrokenPipeError\"", "")
+
+
+def test_a_small_stdout_pipe_nobody_reads_costs_log_lines_not_requests():
+    """The log writer queues stdout lines (serve makes it so): written by the worker
+    itself, the access line blocked it once the pipe was full (here after ~20 lines),
+    and every request after that hung. The load test below floods a default-size pipe."""
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)  # the kernel's least: a page
+    try:
+        service = start_raw(stdout=writer)
+    finally:
+        os.close(writer)
+    try:
+        service.wait_healthy()
+        for index in range(100):
+            assert timed_get(service.port, "/", 2.0) is not None, f"request {index} hung"
+    finally:
+        code, err = close_then_stop(service, [])
+        os.close(reader)
+    assert code == 0, err
+
+
+BOOM = """
+import sys
+from hello import app, cli
+
+make = app.create_app
+
+
+def create_app(*args, **kwargs):  # a route that fails, as any app's bug would
+    made = make(*args, **kwargs)
+    made.add_url_rule("/boom", "boom", lambda: 1 / 0)
+    return made
+
+
+app.create_app = create_app
+sys.exit(cli.main(["serve", "--host", "127.0.0.1", "--port", sys.argv[1]]))
+"""
+
+
+def test_an_exception_in_the_app_is_one_error_line_in_our_format():
+    """Flask logs it on its app's logger, `hello.app`: serve routes the `hello` loggers
+    to the writer. Without that, Flask put its own handler in, and the error was a
+    bracketed text line and a traceback on stderr, in no format a log reader expects."""
+    port = free_port()
+    service = Service([sys.executable, "-c", BOOM, str(port)], port, env=child_env(),
+                      cwd=ROOT).wait_healthy()
+    try:
+        assert http_get(service.url + "/boom")[0] == 500
+    finally:
+        code, err = close_then_stop(service, [])
+    assert code == 0, err
+    [line] = [json.loads(line) for line in err.splitlines()]
+    del line["time"]
+    assert line == {"level": "error", "event": "Exception on /boom [GET] | ZeroDivisionError: "
+                    "division by zero", "logger": "hello.app"}
+
+
+def test_an_open_file_limit_below_the_connection_limit_is_one_warning_then_serving():
+    service = start_raw("--no-access-log", nofile=(300, 300)).wait_healthy()
+    try:
+        assert http_get(service.url + "/")[0] == 200
+    finally:
+        code, err = close_then_stop(service, [])
+    assert code == 0, err
+    [line] = [json.loads(line) for line in err.splitlines()]
+    assert line["level"] == "warning" and line["limit"] == 300
+    assert line["connection_limit"] == (300 - SPARE_FDS) // FDS_PER_CONNECTION
 
 
 def test_queue_depth_warning_is_rate_limited_and_a_warning():
