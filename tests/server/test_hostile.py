@@ -27,6 +27,7 @@ from hello.logs import STDOUT_QUEUE_LINES
 from hello.server import FDS_PER_CONNECTION, SPARE_FDS
 from hello.waitress_internals import CONNECTION_HEADROOM
 from tests.conftest import ROOT, Service, child_env, free_port, http_get, python_hello, wait_until
+from tests.drain import KeepAlive, request_read
 from tests.server.rawhttp import exchange, p99, statuses, timed_get
 
 PROBE_TIMEOUT = 1.0
@@ -149,6 +150,28 @@ def test_sighup_drains_a_request_in_flight_then_exits_0():
     del draining["time"]
     assert draining == {"level": "info", "event": "draining", "signal": "SIGHUP", "timeout_s": 7}
     assert "Traceback" not in err
+
+
+def test_a_request_outliving_the_drain_timeout_is_one_error_line_then_exit_0():
+    service = start_raw("--drain-timeout", "300ms", "--no-access-log").wait_healthy()
+    inflight = KeepAlive("127.0.0.1", service.port)
+    try:
+        inflight.send("/whoami?wait=5s")
+        wait_until(lambda: request_read(service.port, inflight.local_port), 10,
+                   what="the slow request to be read")
+        code, out, err = service.stop()
+        assert inflight.closed_at(5) is not None  # cut at the timeout, not answered
+    finally:
+        inflight.close()
+        service.stop()
+    assert code == 0, err
+    timeout, left = [json.loads(line) for line in err.splitlines()]
+    del timeout["time"]
+    assert timeout == {"level": "error", "event": "drain timeout, closing connections",
+                       "connections": 1}
+    assert left["event"] == "1 thread(s) still running"  # waitress's: the worker, still asleep
+    [stopped] = [json.loads(line) for line in out.splitlines() if '"stopped"' in line]
+    assert 300 <= stopped["drained_ms"] < 4000  # the timeout, not the request's 5 s
 
 
 def test_closed_stdout_costs_one_stderr_line_and_drain_still_works():
