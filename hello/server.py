@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from hello import buildinfo, waitress_internals
+from hello import activation, buildinfo, waitress_internals
 from hello.forwarded import ForwardedMiddleware
 from hello.logs import AccessLogMiddleware, LogWriter
 
@@ -82,33 +82,6 @@ class _ErrorsToWriter(logging.Handler):
             self.writer.error(message, **fields)
         else:
             self.writer.warning(message, **fields)
-
-
-def _inherited_socket() -> socket.socket | None:
-    """A listener handed over by systemd socket activation (LISTEN_FDS), if any.
-
-    In the frozen binary the bootloaders sit between systemd and Python, so the
-    PID systemd names may be our parent or grandparent.
-    """
-    count = os.environ.get("LISTEN_FDS", "")
-    if not (count.isascii() and count.isdigit()) or int(count) < 1:  # isdigit: "²", "١"
-        return None  # absent or not a count: bind our own socket, as systemd's sd_listen_fds does
-    listen_pid = os.environ.get("LISTEN_PID", "")  # unset: not ours, as sd_listen_fds says
-    family = {str(os.getpid()), str(os.getppid())}
-    if listen_pid not in family:
-        try:
-            with open(f"/proc/{os.getppid()}/stat", encoding="ascii") as stat:
-                family.add(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            pass
-        if listen_pid not in family:
-            return None
-    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)
-    try:
-        return socket.socket(fileno=3)
-    except OSError as error:  # closed, or not a socket: say whose fd it was
-        raise OSError(error.errno, f"fd 3 from LISTEN_FDS: {error.strerror}") from None
 
 
 def bind_listener(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -243,8 +216,11 @@ def _serve(settings, writer: LogWriter, held_signals: list[int]) -> int:
         logger.addHandler(handler)
         logger.propagate = False
     try:
-        sock = _inherited_socket() or bind_listener(settings.host, settings.port,
-                                                    settings.reuse_port)
+        sock = activation.inherited_listener() or bind_listener(settings.host, settings.port,
+                                                                settings.reuse_port)
+    except activation.NotServable as error:
+        writer.error(f"cannot serve fd {activation.LISTEN_FD} from LISTEN_FDS: {error}")
+        return 1
     except (socket.gaierror, UnicodeError):
         # the name does not resolve: a usage error, like any other bad --host
         print(f"hello: --host: {settings.host!r} does not resolve to an address",
