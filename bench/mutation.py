@@ -56,9 +56,6 @@ NEVER_LOGGED = ("the initial status is never logged: a WSGI app calls start_resp
                 "before its body is iterated, which sets it.")
 SAME_STATUS_CODE = "the first token of a WSGI status line (`204 No Content`) is the same however it is split."
 EQUIVALENT: dict[str, str] = {
-    "hello.server.xǁServerǁ_close_idle__mutmut_18":
-        "`last_activity <= cutoff` or `<`: they differ only when a float clock reading "
-        "equals the cutoff exactly.",
     "hello.healthcheck.xǁ_DeadlineSocketǁ_left__mutmut_3":
         "`left <= 0` or `< 0`: they differ only when the clock reads the deadline exactly, "
         "and then settimeout(0) makes the read fail at once: exit 1 either way.",
@@ -84,9 +81,6 @@ EQUIVALENT: dict[str, str] = {
     "hello.logs.xǁAccessLogMiddlewareǁ__call____mutmut_19": SAME_STATUS_CODE,
     "hello.server.xǁServerǁ__init____mutmut_7":
         "the initial signal name is never read: on_signal sets it before drain() logs it.",
-    "hello.server.xǁ_ErrorTaskǁexecute__mutmut_3":
-        "header name case: waitress title-cases every response header name it writes "
-        "(waitress/task.py build_response_header).",
     'hello.cli.x__check_env__mutmut_16':
         "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
     'hello.config.x__header__mutmut_7':
@@ -297,18 +291,6 @@ EQUIVALENT: dict[str, str] = {
     'hello.metrics.xǁMiddlewareǁ__call____mutmut_43':
         ('with REQUEST_METHOD missing (a WSGI server always sets it), any default outside '
          'METHODS is counted as "other" alike.'),
-    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_6':
-        ('MSG_DONTWAIT or not: waitress made the socket non-blocking already, so the read cannot '
-         'wait either way.'),
-    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_7':
-        'nothing to read, b"" or None: both are false where it is tested.',
-    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_8':
-        ('nothing to read taken as four bytes of no request: the candidate still holds no whole '
-         'request and is evicted alike.'),
-    'hello.waitress_internals.xǁHelloServerǁ_pop_still_evictable__mutmut_9':
-        ('last_activity stamped, or None, when the read gave the connection a request: only an '
-         'idle connection is judged by it, and waitress stamps it again when that request is '
-         'answered (channel.service(), before the connection can be idle).'),
     'hello.waitress_internals.xǁHelloServerǁ_evictable__mutmut_13':
         ('`and` or `or`: a connection holding a request is skipped again by '
          '_pop_still_evictable, which checks the same before it takes one.'),
@@ -396,15 +378,6 @@ EQUIVALENT: dict[str, str] = {
     'hello.waitress_internals.xǁHelloParserǁreceived__mutmut_11':
         ('the 431 line\'s copy of the head kept to at most 16 KB instead of 8 KB: only its first '
          'line is read.'),
-    'hello.buildinfo.x__git_commit__mutmut_8':
-        ('NOT equivalent, not tested: the time `git rev-parse` may take in an unfrozen checkout '
-         '(2 s); only a git that hangs would tell.'),
-    'hello.buildinfo.x__git_commit__mutmut_13':
-        ('NOT equivalent, not tested: the time `git rev-parse` may take in an unfrozen checkout '
-         '(2 s); only a git that hangs would tell.'),
-    'hello.buildinfo.x__git_commit__mutmut_25':
-        ('NOT equivalent, not tested: the time `git rev-parse` may take in an unfrozen checkout '
-         '(2 s); only a git that hangs would tell.'),
     'hello.logs.xǁLogWriterǁflush__mutmut_6':
         '`<` or `<=` the deadline: they differ only when the clock reads it exactly.',
     'hello.waitress_internals.x_accept_queued_and_stop_listening__mutmut_3':

@@ -1,8 +1,10 @@
 """Build info: the frozen stamp when there is one, else what the checkout says."""
 
 import json
+import os
 import pathlib
 import sys
+import time
 
 from hello import __version__, buildinfo, netinfo
 from tests.conftest import git_head, require
@@ -86,3 +88,15 @@ def test_a_repository_without_a_commit_is_an_unknown_commit_not_head(tmp_path, m
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
     monkeypatch.setattr(buildinfo, "__file__", str(tmp_path / "buildinfo.py"))
     assert buildinfo._git_commit() == buildinfo.UNKNOWN
+
+
+def test_a_git_that_hangs_costs_two_seconds_then_an_unknown_commit(tmp_path, monkeypatch):
+    """/version and `hello version` in a checkout ask git once; a git stuck on a network
+    filesystem or a lock must not hang the first answer (nor `hello version`)."""
+    git = tmp_path / "git"
+    git.write_text("#!/bin/sh\nexec sleep 30\n")
+    git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    started = time.monotonic()
+    assert buildinfo._git_commit() == buildinfo.UNKNOWN
+    assert 2.0 <= time.monotonic() - started < 2.8
