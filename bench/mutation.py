@@ -208,9 +208,6 @@ EQUIVALENT: dict[str, str] = {
         "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
     'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_29':
         "a codec's name in another case or spelling: Python looks codecs up case-insensitively.",
-    'hello.ownprobe.x_probe_own__mutmut_1':
-        'NOT equivalent, not tested: 33 tries instead of 32 when another task answers every time; '
-        'the difference shows once in 4e9 probes.',
     'hello.ownprobe.x_probe_own__mutmut_32':
         '`>=` or `>` the deadline: they differ only when the clock reads it exactly.',
     'hello.ownprobe.x__ask__mutmut_25':
@@ -271,9 +268,6 @@ EQUIVALENT: dict[str, str] = {
         'already; what _send_now adds is closing a `Connection: close` probe in this turn, and such '
         'a request ends its pipeline, so it is never in a batch cut at LOOP_ANSWERS_PER_READ nor in '
         'a read that answered nothing.'),
-    'hello.server.xǁServerǁrun__mutmut_20':
-        'NOT equivalent, not tested: how often the main thread looks at the loop thread (every 1 s '
-        'or 2 s); only a timed test could tell, and a dead loop is reported either way.',
     'hello.metrics.xǁMiddlewareǁ__call____mutmut_10':
         SAME_STATUS_CODE,
     'hello.metrics.xǁMiddlewareǁ__call____mutmut_13':
@@ -359,14 +353,6 @@ EQUIVALENT: dict[str, str] = {
     'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_9':
         ('NOT equivalent, not tested: out of fds mid-turn, the candidates found anew instead of the '
          'turn\'s list, which still holds the ones already taken: one could be taken twice.'),
-    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_16':
-        'NOT equivalent, not tested: a turn evicting its own newcomer while an older candidate remains.',
-    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_19':
-        ('NOT equivalent, not tested: the order in which a burst\'s own newcomers are '
-         'evicted (earliest first).'),
-    'hello.waitress_internals.xǁHelloServerǁhandle_accept__mutmut_20':
-        ('NOT equivalent, not tested: the order in which a burst\'s own newcomers are '
-         'evicted (earliest first).'),
     'hello.waitress_internals.xǁHelloServerǁ_make_room_for_fds__mutmut_4':
         ('NOT equivalent, not tested: out of fds mid-turn, the candidates found anew instead of the '
          'turn\'s list, which still holds the ones already taken: one could be taken twice.'),
@@ -401,9 +387,6 @@ EQUIVALENT: dict[str, str] = {
         'LogWriter\'s default format: every LogWriter hello makes is given its format (server.serve).',
     'hello.logs.xǁLogWriterǁ__init____mutmut_2':
         'LogWriter\'s default format: every LogWriter hello makes is given its format (server.serve).',
-    'hello.logs.xǁLogWriterǁ__init____mutmut_14':
-        ('NOT equivalent, not tested: the first dropped line is said at once unless the machine\'s '
-         'monotonic clock is under 10 s (booted that recently); a test would need that clock.'),
     'hello.waitress_internals.xǁHelloServerǁ__init____mutmut_18':
         'bind_socket None or False: waitress only tests it for truth.',
     'hello.server.x__serve__mutmut_10':

@@ -578,3 +578,19 @@ def test_drain_accepts_the_rest_of_the_backlog_past_a_connection_gone_already(lo
     waitress_internals.accept_queued_and_stop_listening(server.server)
     assert failed and server.channel(gone) is None and server.channel(kept) is not None
     assert not server.server.accepting
+
+
+def test_a_burst_past_the_old_candidates_evicts_its_own_earliest_newcomer_next(loop):
+    """At the limit, a burst's newcomers evict the stalest old connections first; when
+    those run out, the turn's own newcomers, earliest first (a client that connected
+    first has had the longest to send its request)."""
+    server = loop(limit=3)
+    server.busy(1)
+    old = []
+    for _ in range(2):
+        old.append(server.connect())
+        server.accept()
+        tick()
+    burst = [server.connect() for _ in range(3)]
+    server.accept()  # one turn: two old ones, then the burst's first
+    assert set(server.evicting()) == {*old, burst[0]}

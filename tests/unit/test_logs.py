@@ -269,10 +269,11 @@ def test_raw_stdout_line_on_a_closed_stdout_raises_nothing():
         LogWriter("json", out=broken, err=io.StringIO()).raw_stdout_line({"event": "x"})  # EPIPE
 
 
-def test_a_full_stdout_queue_drops_lines_and_counts_them_once_per_window(monkeypatch):
+@pytest.mark.parametrize("booted", [1000.0, 0.5])  # 0.5: a microVM just booted (monotonic from 0)
+def test_a_full_stdout_queue_drops_lines_and_counts_them_once_per_window(monkeypatch, booted):
     """stdout nobody reads: past the queue, lines are dropped, and stderr says how many,
     at most once per DROPPED_REPORT_SECONDS (exactly at the window's end, again)."""
-    clock = [1000.0]
+    clock = [booted]
     monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
     writer, out, err = make_writer()
     writer._queue = queue.Queue(2)  # queued, with no thread emptying it: nobody reads

@@ -257,3 +257,16 @@ def test_answers_only_from_outside_fail_after_every_attempt_or_the_deadline(
     assert probe_own(8080, "/readyz", 2.0, attempts=3) == (
         False, f"http://127.0.0.1:8080/readyz: {OUTSIDE}")
     assert calls == [102.0] * asked
+
+
+def test_answered_only_by_others_it_tries_32_connections_then_fails_naming_them(stub, monkeypatch):
+    """A server in another pid namespace (another task sharing the port) answers every
+    connection: 32 tries, each a new connection (the kernel's hash of the client port
+    picks the socket), then a verdict; not one more (`hello healthcheck --own` runs
+    every few seconds in every task)."""
+    server = stub([(0, OK)], hold=False)
+    monkeypatch.setattr(ownprobe, "_held_by_visible_process", lambda inode: False)
+    ok, reason = probe_own(server.port, "/readyz", 10)
+    assert (ok, len(server.requests)) == (False, 32)
+    assert reason == (f"{server.url}: answered only by processes outside this container "
+                      "(another task sharing the port; this one does not listen there)")
