@@ -174,27 +174,11 @@ EQUIVALENT: dict[str, str] = {
         '`connected` None or False: waitress only tests it for truth.',
     'hello.waitress_internals.xǁHelloServerǁ_past_deadline__mutmut_5':
         '`>` or `>=` the header deadline: they differ only when a float clock reading equals it exactly.',
-    'hello.waitress_internals.x_busy_connections__mutmut_1':
-        'NOT equivalent, not tested: the count returned when the loop thread resizes its table mid-'
-        'count (a race no test can time); drain only tests it for truth, the drain-timeout line '
-        'prints it.',
     'hello.waitress_internals.xǁHelloParserǁ_transfer_codings__mutmut_25':
         "only the number of `chunked` codings is read from the list: a coding of X's kept or "
         'dropped changes no count.',
-    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_77':
-        'NOT equivalent, not tested: the duration of an error answer waitress builds itself is '
-        'microseconds, 0.0 ms at 3 decimals under this scaling too; only a fake clock would tell.',
-    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_79':
-        'NOT equivalent, not tested: the duration of an error answer waitress builds itself is '
-        'microseconds, 0.0 ms at 3 decimals under this scaling too; only a fake clock would tell.',
-    'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_80':
-        'NOT equivalent, not tested: the duration of an error answer waitress builds itself is '
-        'microseconds, 0.0 ms at 3 decimals under this scaling too; only a fake clock would tell.',
     'hello.waitress_internals.xǁLoggedErrorTaskǁexecute__mutmut_82':
         'a TCP channel always has an address: the test of it is never false.',
-    'hello.netinfo.x_host_addresses__mutmut_3':
-        'NOT equivalent, not tested: the fallback when socket.if_nameindex() fails, which needs a '
-        'kernel without netlink.',
     'hello.waitress_internals.xǁHelloParserǁ_request_line_of__mutmut_9':
         "a split's maxsplit changed or dropped: only the first part is used, and 'two parts or "
         "more' holds alike.",

@@ -100,3 +100,13 @@ def test_a_git_that_hangs_costs_two_seconds_then_an_unknown_commit(tmp_path, mon
     started = time.monotonic()
     assert buildinfo._git_commit() == buildinfo.UNKNOWN
     assert 2.0 <= time.monotonic() - started < 2.8
+
+
+def test_without_netlink_the_addresses_are_the_ipv6_ones(monkeypatch):
+    """socket.if_nameindex() asks the kernel over netlink; a sandbox that refuses it
+    (seccomp, gVisor) costs the IPv4 addresses, not /whoami."""
+    def refused():
+        raise OSError(97, "Address family not supported by protocol")
+
+    monkeypatch.setattr(netinfo.socket, "if_nameindex", refused)
+    assert netinfo.host_addresses() == netinfo._ipv6()
