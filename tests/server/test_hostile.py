@@ -132,6 +132,19 @@ def close_then_stop(service: Service, clients: list[socket.socket]) -> tuple[int
     return code, err
 
 
+def the_one_stderr_line_after(service: Service, path: str, status: int) -> dict:
+    """GET path (answered with status), then SIGTERM: exit 0, and stderr's one line
+    (without its time)."""
+    try:
+        assert http_get(service.url + path)[0] == status
+    finally:
+        code, err = close_then_stop(service, [])
+    assert code == 0, err
+    [line] = [json.loads(line) for line in err.splitlines()]
+    del line["time"]
+    return line
+
+
 def test_sighup_drains_a_request_in_flight_then_exits_0():
     service = start_raw("--drain-timeout", "7").wait_healthy()
     process = service.process
@@ -251,25 +264,14 @@ def test_an_exception_in_the_app_is_one_error_line_in_our_format():
     port = free_port()
     service = Service([sys.executable, "-c", BOOM, str(port)], port, env=child_env(),
                       cwd=ROOT).wait_healthy()
-    try:
-        assert http_get(service.url + "/boom")[0] == 500
-    finally:
-        code, err = close_then_stop(service, [])
-    assert code == 0, err
-    [line] = [json.loads(line) for line in err.splitlines()]
-    del line["time"]
+    line = the_one_stderr_line_after(service, "/boom", 500)
     assert line == {"level": "error", "event": "Exception on /boom [GET] | ZeroDivisionError: "
                     "division by zero", "logger": "hello.app"}
 
 
 def test_an_open_file_limit_below_the_connection_limit_is_one_warning_then_serving():
     service = start_raw("--no-access-log", nofile=(300, 300)).wait_healthy()
-    try:
-        assert http_get(service.url + "/")[0] == 200
-    finally:
-        code, err = close_then_stop(service, [])
-    assert code == 0, err
-    [line] = [json.loads(line) for line in err.splitlines()]
+    line = the_one_stderr_line_after(service, "/", 200)
     assert line["level"] == "warning" and line["limit"] == 300
     assert line["connection_limit"] == (300 - SPARE_FDS) // FDS_PER_CONNECTION
 
