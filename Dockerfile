@@ -31,9 +31,12 @@ ARG HELLO_BINARY_FROM=source
 
 FROM ${PYTHON_IMAGE} AS builder
 # PyInstaller finds shared-library dependencies with objdump; the slim image has
-# no binutils. Pinned: the frozen binary must not change with the day it is built.
+# no binutils. staticx's bootloader is compiled from its pinned sdist with our patch
+# (spec/staticx_bootloader.py): gcc with musl's static libc, and patch. Pinned: the
+# frozen binary must not change with the day it is built.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils=2.40-2 \
+        gcc=4:12.2.0-3 gcc-12=12.2.0-14+deb12u1 musl-tools=1.2.3-1 patch=2.7.6-7 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what build/binary reads (.dockerignore also keeps everything else out).

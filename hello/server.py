@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from hello import activation, buildinfo, waitress_internals
+from hello import activation, buildinfo, bundles, waitress_internals
 from hello.forwarded import ForwardedMiddleware
 from hello.logs import AccessLogMiddleware, LogWriter
 
@@ -155,11 +155,25 @@ class Server:
                           pid=os.getpid(), threads=self.settings.threads,
                           version=buildinfo.build_info()["version"])
         self._loop.start()
+        next_sweep = time.monotonic()
         while not self.stop_requested.wait(1.0):
             if not self._loop.is_alive():
                 self.writer.error("server loop died")
                 return 1
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + bundles.SWEEP_SECONDS
+                self.sweep_dead_unpacks(bundles.own_bundle())
         return self.drain()
+
+    def sweep_dead_unpacks(self, own: str | None) -> None:
+        """The frozen binary's: unpack folders beside its own that starts killed outright
+        left (hello/bundles.py), removed while it serves, not only at the next start."""
+        if own is None:
+            return
+        removed = bundles.sweep(os.path.dirname(own), own)
+        if removed:
+            self.writer.warning("removed the unpack folders of starts killed outright",
+                                folders=len(removed), tmpdir=os.path.dirname(own))
 
     def _call_in_loop(self, thunk, timeout: float = 5.0) -> bool:
         """Run thunk in the loop thread and wait for it; False if it did not run."""

@@ -1,6 +1,6 @@
 """Wrap PyInstaller's onedir tree into ONE static executable with staticx, reproducibly.
 
-    python spec/staticx_onedir.py ONEDIR OUTPUT
+    python spec/staticx_onedir.py ONEDIR BOOTLOADER OUTPUT
 
 Run by build/binary with the build venv's Python (staticx 0.14.2, pinned in
 requirements/build.txt). It uses staticx internals (StaticxGenerator, its
@@ -20,10 +20,10 @@ Why not plain `staticx ONEDIR/hello OUTPUT`:
    root:root with no names, mode 0755 or 0644. Members are added in sorted order.
    The rest of staticx's output (its bootloader, patchelf's edit of the program,
    objcopy) is deterministic.
-3. A clear message without a writable temp dir. The bootloader says
-   "Failed to create temporary directory in /tmp: <errno>"; we rewrite that format
-   string in our copy of the bootloader (same length or shorter, NUL-padded) so it
-   says what to do: "hello: needs a writable /tmp or $TMPDIR; /tmp: <errno>".
+3. Our bootloader. BOOTLOADER is staticx's, built from its pinned sdist with
+   spec/staticx-bootloader.patch (spec/staticx_bootloader.py): it leaves no unpack
+   behind for long, and says what to do when $TMPDIR is unusable. It replaces the
+   copy of the wheel's bootloader that staticx starts from.
 
 Shared libraries the tree needs from the build system (libc, libm, libz, ...)
 are resolved with ldd against the tree and added flat next to the program, where
@@ -40,8 +40,6 @@ import sys
 import tarfile
 
 STATICX_VERSION = "0.14.2"
-TMPDIR_FORMAT_OLD = b"Failed to create temporary directory in %s\0"
-TMPDIR_FORMAT_NEW = b"needs a writable /tmp or $TMPDIR; %s\0"
 
 
 def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:
@@ -76,9 +74,9 @@ def _tree(root: str) -> list[str]:
     return found
 
 
-def build(onedir: str, output: str, mtime: int) -> None:
+def build(onedir: str, bootloader: str, output: str, mtime: int) -> None:
     import staticx.api as sx_api
-    from staticx.elf import get_shobj_deps
+    from staticx.elf import get_machine, get_shobj_deps
     from staticx.version import __version__
 
     if __version__ != STATICX_VERSION:
@@ -106,15 +104,11 @@ def build(onedir: str, output: str, mtime: int) -> None:
 
     class Generator(sx_api.StaticxGenerator):
         def _get_bootloader(self):
-            super()._get_bootloader()
-            with open(self.tmpoutput, "rb") as handle:
-                blob = handle.read()
-            if blob.count(TMPDIR_FORMAT_OLD) != 1:
-                raise SystemExit("staticx_onedir.py: the bootloader's temp dir message was not"
-                                 " found once; staticx changed?")
-            new = TMPDIR_FORMAT_NEW.ljust(len(TMPDIR_FORMAT_OLD), b"\0")
-            with open(self.tmpoutput, "wb") as handle:
-                handle.write(blob.replace(TMPDIR_FORMAT_OLD, new))
+            super()._get_bootloader()  # the temp file staticx builds the output in
+            if get_machine(bootloader) != get_machine(self.orig_prog):
+                raise SystemExit(f"staticx_onedir.py: {bootloader} is not for the program's machine")
+            with open(bootloader, "rb") as ours, open(self.tmpoutput, "wb") as copy:
+                copy.write(ours.read())
 
     sx_api.run_hooks = add_tree
     sx_api.verify_tools()
@@ -128,7 +122,7 @@ def build(onedir: str, output: str, mtime: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="staticx: %(message)s")
@@ -136,7 +130,7 @@ def main(argv: list[str]) -> int:
     # (faketime's, in build/verify-rebuild): those are the build machine's, not ours.
     os.environ.pop("LD_PRELOAD", None)
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
-    build(argv[0], argv[1], mtime)
+    build(argv[0], argv[1], argv[2], mtime)
     return 0
 
 

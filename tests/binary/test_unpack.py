@@ -1,0 +1,198 @@
+"""dist/hello's unpack in $TMPDIR: nothing left behind for long, whatever kills a start.
+
+Real kills of the whole process group (what an OOM kill or a probe timeout does to
+the staticx bootloader and hello together), on a real 64 MiB tmpfs (the Kubernetes
+manifest's emptyDir), with starts sharing one folder the way Swarm tasks share their
+volume. The lock protocol itself is spec/staticx-bootloader.patch and hello/bundles.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.binary.conftest import alive, descendants, pid1_of
+from tests.conftest import free_port, http_status, require, wait_until
+
+pytestmark = [pytest.mark.binary, pytest.mark.slow]
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size) -> a fresh tmpfs (mode 1777) of that size; unmounted afterwards."""
+    mounted: list[pathlib.Path] = []
+
+    def mount(size: str, options: str = "") -> pathlib.Path:
+        require(os.geteuid() == 0, "needs root to mount a tmpfs")
+        where = tmp_path / f"tmpfs-{len(mounted)}"
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777{options}",
+                        "tmpfs", str(where)], check=True, timeout=30)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False, timeout=30)
+
+
+class Group:
+    """A start of the binary in a session of its own, so that one killpg ends the
+    bootloader and hello together, as an OOM kill or a runtime's timeout does."""
+
+    def __init__(self, binary, tmpdir: pathlib.Path, *args: str):
+        self.process = subprocess.Popen(
+            [str(binary), *args], env={**os.environ, "TMPDIR": str(tmpdir)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.communicate(timeout=10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.communicate(timeout=20)
+        return self.process.returncode
+
+
+def serving(binary, tmpdir: pathlib.Path, timeout: float = 20.0) -> tuple[Group, int]:
+    port = free_port()
+    group = Group(binary, tmpdir, "serve", "--host", "127.0.0.1", "--port", str(port),
+                  "--no-access-log")
+
+    def up():
+        if group.process.poll() is not None:
+            raise AssertionError(f"exited {group.process.returncode}: "
+                                 f"{group.process.stderr.read().decode()}")
+        return http_status(f"http://127.0.0.1:{port}/healthz", timeout=0.5) == 200
+    wait_until(up, timeout, what="the server to answer /healthz")
+    return group, port
+
+
+def unpacks(tmpdir: pathlib.Path) -> list[str]:
+    return sorted(entry.name for entry in tmpdir.iterdir() if entry.name.startswith("staticx-"))
+
+
+def used_bytes(tmpdir: pathlib.Path) -> int:
+    stat = os.statvfs(tmpdir)
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+
+def test_a_start_removes_what_a_start_killed_outright_left(binary, tmp_path):
+    group, _ = serving(binary, tmp_path)
+    left = unpacks(tmp_path)
+    group.kill()
+    assert unpacks(tmp_path) == left and len(left) == 1, "SIGKILL leaves the unpack"
+
+    result = subprocess.run([str(binary), "version"], env={**os.environ, "TMPDIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert unpacks(tmp_path) == []
+
+
+def test_twenty_restarts_killed_outright_on_a_64_mib_tmpfs_each_come_up(binary, tmpfs):
+    tmpdir = tmpfs("64m")
+    for attempt in range(20):
+        group, port = serving(binary, tmpdir)
+        assert http_status(f"http://127.0.0.1:{port}/") == 200, f"restart {attempt}"
+        assert len(unpacks(tmpdir)) <= 2, unpacks(tmpdir)  # its own, at most the last dead one
+        group.kill()
+    group, _ = serving(binary, tmpdir)
+    assert len(unpacks(tmpdir)) == 1
+    assert group.stop() == 0
+    assert unpacks(tmpdir) == []
+
+
+@pytest.mark.timeout(600)
+def test_probes_killed_mid_start_leave_only_the_live_unpack_within_a_minute(binary, tmpfs):
+    tmpdir = tmpfs("64m")
+    server, port = serving(binary, tmpdir)
+    own = unpacks(tmpdir)
+    chance = random.Random(20)
+    for _ in range(50):
+        probe = Group(binary, tmpdir, "healthcheck", "--port", str(port))
+        time.sleep(chance.uniform(0.0, 0.15))  # mid-unpack, mid-import or done
+        probe.kill()
+        assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
+    wait_until(lambda: unpacks(tmpdir) == own, 60, interval=0.5,
+               what="only the live instance's unpack to be left")
+    assert used_bytes(tmpdir) < 20 * MIB
+    assert server.stop() == 0
+    assert unpacks(tmpdir) == []
+
+
+def test_starts_sharing_a_temp_dir_never_take_each_others_unpack(binary, tmp_path):
+    """Tasks of a Swarm node share one tmpfs volume: a live server's unpack survives
+    every other start's sweep, and 60 starts racing each other all succeed."""
+    server, port = serving(binary, tmp_path)
+    dead, _ = serving(binary, tmp_path)
+    dead.kill()
+    starts = [subprocess.Popen([str(binary), "version"], env={**os.environ, "TMPDIR": str(tmp_path)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+              for _ in range(60)]
+    codes = [(start.wait(timeout=120), start.stderr.read()) for start in starts]
+    assert [code for code, _ in codes] == [0] * 60, codes
+    assert len(unpacks(tmp_path)) == 1, "the dead unpack is gone, the live one stays"
+    assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
+    assert server.stop() == 0
+    assert unpacks(tmp_path) == []
+
+
+def test_a_folder_left_by_a_killed_bootloader_is_kept_while_hello_lives(binary, tmp_path):
+    """Only the bootloader killed: hello (its child) still runs from the folder and holds
+    the inherited lock, so no start takes it for dead."""
+    server, port = serving(binary, tmp_path)
+    hello = descendants(server.process.pid)[1]
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)  # hello still holds the stderr pipe: no communicate()
+    try:
+        result = subprocess.run([str(binary), "version"], env={**os.environ, "TMPDIR": str(tmp_path)},
+                                capture_output=True, timeout=60, check=False)
+        assert result.returncode == 0
+        assert len(unpacks(tmp_path)) == 1
+        assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
+    finally:
+        os.kill(hello, signal.SIGKILL)
+        wait_until(lambda: not alive(hello), 10, what="the orphaned hello to exit")
+
+
+@pytest.mark.parametrize("options, message", [
+    ("", "cannot unpack into"),
+    (",noexec", "(is $TMPDIR mounted noexec?)"),
+    (",ro", "needs a writable /tmp or $TMPDIR"),
+], ids=["full", "noexec", "read-only"])
+def test_an_unusable_temp_dir_is_exit_3_with_one_line_and_nothing_left(binary, tmpfs, options,
+                                                                        message):
+    tmpdir = tmpfs("8m" if options == "" else "64m", options)
+    result = subprocess.run([str(binary), "serve"], env={**os.environ, "TMPDIR": str(tmpdir)},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hello: ") and message in lines[0], lines
+    if options == "":
+        assert "No space left on device" in lines[0]
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_hello_killed_by_a_signal_as_pid_1_exits_128_plus_the_signal(start_binary):
+    """An OOM kill of hello under a container's PID 1 (the bootloader) said exit 2."""
+    require(os.geteuid() == 0, "needs root for a PID namespace")
+    service = start_binary(pid1=True).wait_healthy()
+    bootloader = pid1_of(service)
+    hello = descendants(bootloader)[1]
+    os.kill(hello, signal.SIGKILL)
+    code, _, err = service.wait()
+    assert code == 128 + signal.SIGKILL, err
+    assert list(service.tmpdir.iterdir()) == []
