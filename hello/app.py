@@ -17,6 +17,8 @@ from werkzeug.exceptions import HTTPException
 from hello import __version__, buildinfo, metrics, netinfo
 from hello.config import MAX_WAIT_SECONDS, parse_duration
 
+# How often a waiting request looks whether its client is still there.
+GONE_POLL_SECONDS = 0.05
 # Routes that --random-delay and --random-error may touch; never health or admin.
 INJECTABLE = frozenset({"index", "whoami"})
 _STATUS_CODE = re.compile(r"[2-5][0-9][0-9]")
@@ -37,9 +39,11 @@ def _openapi_document() -> bytes:
 
 
 def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
-               chance: random.Random | None = None) -> Flask:
+               chance: random.Random | None = None,
+               is_saturated: Callable[[], bool] = lambda: False) -> Flask:
     """Build the app. `is_ready` turns False once the server starts draining;
-    `chance` is the random source of --random-delay/--random-error (tests seed it)."""
+    `is_saturated` is True while requests wait too long for a worker; `chance` is
+    the random source of --random-delay/--random-error (tests seed it)."""
     app = Flask(__name__, static_folder=None)  # no file serving: routes only
     app.json.sort_keys = False
     openapi = _openapi_document()
@@ -57,7 +61,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
             return None
         low, high = settings.random_delay
         if high > 0:
-            time.sleep(chance.uniform(low, high))
+            _wait_unless_gone(chance.uniform(low, high))
         if settings.random_error and chance.random() < settings.random_error:
             return jsonify(error="injected by --random-error", status=500), 500
         return None
@@ -76,6 +80,8 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
             return jsonify(status="draining"), 503, {"Retry-After": "1"}
         if not enabled.is_set():
             return jsonify(status="disabled"), 503, {"Retry-After": "1"}
+        if is_saturated():  # a load balancer sends the next ones elsewhere
+            return jsonify(status="saturated"), 503, {"Retry-After": "1"}
         return jsonify(status="ready")
 
     @app.post("/readyz/disable")
@@ -132,7 +138,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
                 waited = min(parse_duration(wait), MAX_WAIT_SECONDS)
             except ValueError as error:
                 return jsonify(error=f"wait: {wait!r} {error}"), 400
-            time.sleep(waited)
+            _wait_unless_gone(waited)
         report = _whoami_report(waited)
         best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
         if best == "text/plain":
@@ -149,11 +155,26 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
     @app.after_request
     def security_headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
+        # every answer is about this instance now (health, readiness, who answered): a
+        # cache or CDN in between must not serve it again; --header can say otherwise
+        response.headers["Cache-Control"] = "no-store"
         for name, value in settings.header:
             response.headers[name] = value
         return response
 
     return app
+
+
+def _wait_unless_gone(seconds: float) -> None:
+    """Sleep, but stop once the client has gone (waitress tells, while the request runs):
+    a flood of ?wait=30s requests whose clients gave up held every worker for 30 s each."""
+    gone = request.environ.get("waitress.client_disconnected")
+    if gone is None:  # not under waitress (a test client): nobody to ask
+        time.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and not gone():
+        time.sleep(min(left, GONE_POLL_SECONDS))
 
 
 def _whoami_report(waited: float) -> dict:

@@ -209,6 +209,9 @@ OPTIONS: tuple[Option, ...] = (
            " first byte (or after connecting)"),
     Option("body_timeout", _duration_between(0, 3600), 60.0,
            "close a connection whose request body has not arrived this long after its head"),
+    Option("queue_timeout", _duration_between(0, 3600), 10.0,
+           "answer 503 to a request that waited this long for a worker, instead of running"
+           " it late"),
     Option("connection_limit", _int_in(1, 100_000, "a connection count"), 1000,
            "open connections at most; past it a new one evicts the stalest unfinished request"
            " (or sheds the newest queued one with 503)"),

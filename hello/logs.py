@@ -9,10 +9,12 @@ escapes them, and text lines are logfmt, where a value with a space, quote, `=`
 or control character is quoted with its escapes (`path="/a\nlevel=error"`).
 If stdout goes away (a closed pipe), one line on stderr says so and stdout lines
 are dropped from then on: the service keeps serving and still drains. If stdout
-stalls (a pipe nobody reads is full after ~64 KiB), `hello serve`'s lines wait in
-a bounded queue that a thread of their own writes out (queued=True), and past
-STDOUT_QUEUE_LINES they are dropped and counted on stderr: a stalled log reader
-used to block every request, /healthz included, and SIGTERM's drain.
+or stderr stalls (a pipe nobody reads is full after ~64 KiB), `hello serve`'s lines
+wait in a bounded queue per stream that a thread of their own writes out
+(queued=True), and past the queue they are dropped and counted: stdout's on stderr
+(at most once per DROPPED_REPORT_SECONDS), stderr's in one line when stderr is read
+again. A stalled log reader used to block every request, /healthz included, and
+SIGTERM's drain: stdout's since the queue came, stderr's until its own did.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import queue
 import re
+import select
 import sys
 import threading
 import time
@@ -31,6 +34,7 @@ from hello.forwarded import CLIENT_KEY
 
 _BARE = re.compile(r"[!#-<>-~]+")  # printable ASCII without space, '"' and '='
 STDOUT_QUEUE_LINES = 2000  # ~0.5 MB; a reader that keeps up never fills it
+STDERR_QUEUE_LINES = 500  # errors and warnings: rarer, and rate-limited at their source
 DROPPED_REPORT_SECONDS = 10.0  # at most one "lines dropped" line on stderr per this long
 
 
@@ -44,6 +48,7 @@ def logfmt_value(value) -> str:
 
 class LogWriter:
     THREAD_NAME = "hello-stdout"  # the writer of a queued stdout; it lives until exit
+    ERR_THREAD_NAME = "hello-stderr"  # and of a queued stderr
 
     def __init__(self, log_format: str = "json", out=None, err=None, queued: bool = False):
         self.log_format = log_format
@@ -51,11 +56,16 @@ class LogWriter:
         self.err = err or sys.stderr
         self._lock = threading.Lock()
         self._queue: queue.Queue[str] | None = None
+        self._err_queue: queue.Queue[str] | None = None
         self._dropped = 0
+        self._err_dropped = 0
         self._dropped_reported_at = -DROPPED_REPORT_SECONDS
         if queued:
             self._queue = queue.Queue(STDOUT_QUEUE_LINES)
+            self._err_queue = queue.Queue(STDERR_QUEUE_LINES)
             threading.Thread(target=self._write_queued, name=self.THREAD_NAME, daemon=True).start()
+            threading.Thread(target=self._write_queued_errors, name=self.ERR_THREAD_NAME,
+                             daemon=True).start()
 
     def format(self, fields: dict) -> str:
         """One line, without taking the lock (a signal handler may need it)."""
@@ -68,6 +78,13 @@ class LogWriter:
         line = self.format(fields)
         if self._queue is not None and stream is not None and stream is self.out:
             self._enqueue(line)
+            return
+        if self._err_queue is not None and stream is not None and stream is self.err:
+            try:
+                self._err_queue.put_nowait(line)
+            except queue.Full:
+                with self._lock:
+                    self._err_dropped += 1
             return
         with self._lock:
             if stream is None:
@@ -109,11 +126,48 @@ class LogWriter:
             finally:
                 self._queue.task_done()
 
+    def _write_queued_errors(self) -> None:
+        """The one writer of a queued stderr; back after lines were dropped (nobody read
+        stderr), it says how many."""
+        while True:
+            line = self._err_queue.get()
+            try:
+                if self._raw_err(line):
+                    with self._lock:
+                        dropped, self._err_dropped = self._err_dropped, 0
+                    if dropped:
+                        self._raw_err(self.format({
+                            "level": "warning", "event": "stderr was not being read; "
+                            "its lines were dropped", "dropped": dropped}))
+            finally:
+                self._err_queue.task_done()
+
+    def _raw_err(self, line: str) -> bool:
+        """Write one stderr line from its writer thread; False if stderr is gone."""
+        stream = self.err
+        if stream is None:
+            return False
+        try:
+            try:
+                fd = stream.fileno()
+            except (AttributeError, io.UnsupportedOperation):  # not a file: a test's buffer
+                stream.write(line + "\n")
+                stream.flush()
+                return True
+            data = (line + "\n").encode()
+            while data:
+                data = data[os.write(fd, data):]
+            return True
+        except (OSError, ValueError):
+            self.err = None  # stderr lost costs nothing more
+            return False
+
     def flush(self, timeout: float) -> None:
-        """Wait (at most timeout) until queued stdout lines are written."""
+        """Wait (at most timeout) until queued stdout and stderr lines are written."""
         deadline = time.monotonic() + timeout
-        while (self._queue is not None and self._queue.unfinished_tasks
-               and time.monotonic() < deadline):
+        while time.monotonic() < deadline and any(
+                waiting is not None and waiting.unfinished_tasks
+                for waiting in (self._queue, self._err_queue)):
             time.sleep(0.01)
 
     def _lost(self, stream, error: Exception) -> None:
@@ -148,11 +202,16 @@ class LogWriter:
         self._write(self.err, {"level": "warning", "event": message, **fields})
 
     def raw_stdout_line(self, fields: dict) -> None:
-        """For a signal handler: no lock (the main thread may hold it), no exception."""
+        """For a signal handler: no lock (the main thread may hold it), no exception, and
+        no wait: into a full pipe nobody reads, the line is dropped (the write blocked,
+        and with it the exit a second signal asks for)."""
         if self.out is None:
             return
         try:
-            os.write(self.out.fileno(), (self.format(fields) + "\n").encode())
+            fd = self.out.fileno()
+            if not select.select([], [fd], [], 0)[1]:
+                return
+            os.write(fd, (self.format(fields) + "\n").encode()[:select.PIPE_BUF])
         except (OSError, ValueError, AttributeError):
             pass
 

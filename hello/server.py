@@ -15,17 +15,15 @@ inside waitress lives in hello/waitress_internals.py.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import resource
 import signal
 import socket
 import sys
 import threading
 import time
 
-from hello import activation, buildinfo, bundles, waitress_internals
+from hello import activation, buildinfo, bundles, limits, memory, waitress_internals
 from hello.forwarded import ForwardedMiddleware
 from hello.logs import AccessLogMiddleware, LogWriter
 
@@ -35,14 +33,6 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The same waitress complaint (queue depth under load, a socket error) at most once
 # per this many seconds; the next line says how many were left out.
 REPEAT_SECONDS = 10.0
-# fds besides connections: listener, trigger pipe, logs, Python's own, and the
-# connections accepted in one loop turn before the ones they evict are closed
-SPARE_FDS = 64 + waitress_internals.ACCEPT_BATCH
-# fds a connection can hold: its socket, and a temp file for a request body past
-# waitress's inbuf_overflow (512 KB) while it arrives. Counted as one, 350 clients
-# sending 600 KB bodies slowly ran a --connection-limit 400 server out of fds (EMFILE
-# before the limit, so nothing was evicted) and locked every /healthz probe out.
-FDS_PER_CONNECTION = 2
 # A connection accepted just before the drain may not have sent its request yet;
 # idle connections get this long before they are closed, so that request is served.
 IDLE_GRACE_SECONDS = 0.5
@@ -98,7 +88,9 @@ def bind_listener(host: str, port: int, reuse_port: bool) -> socket.socket:
 class Server:
     """One listening waitress server and its drain."""
 
-    def __init__(self, settings, writer: LogWriter, sock: socket.socket):
+    def __init__(self, settings, writer: LogWriter, sock: socket.socket,
+                 budget: memory.Budget | None = None,
+                 accept_batch: int = waitress_internals.ACCEPT_BATCH):
         from hello.app import create_app  # Flask only when we really serve
 
         self.settings = settings
@@ -107,7 +99,8 @@ class Server:
         self._signals = 0
         self._signal_name = ""
         self.draining = threading.Event()
-        self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set())
+        self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set(),
+                                    is_saturated=lambda: self.waitress.saturated())
         if settings.access_log:
             app.wsgi_app = AccessLogMiddleware(app.wsgi_app, writer)
         if settings.trusted_proxies:
@@ -118,6 +111,8 @@ class Server:
             writer=writer if settings.access_log else None,
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
+            budget=budget,
+            accept_batch=accept_batch,
             threads=settings.threads,
             ident="hello",
             max_request_header_size=settings.max_header_bytes,
@@ -125,6 +120,7 @@ class Server:
             max_request_body_size=settings.max_body_bytes + 1,
             channel_timeout=settings.channel_timeout,
             connection_limit=settings.connection_limit,
+            queue_timeout=settings.queue_timeout,
             expose_tracebacks=False,
             # with --trusted-proxies, ForwardedMiddleware drops them for untrusted peers
             clear_untrusted_proxy_headers=not settings.trusted_proxies,
@@ -206,7 +202,8 @@ class Server:
         self.waitress.task_dispatcher.shutdown(timeout=1.0)
         waitress_internals.close_trigger(self.waitress)
         others = [t.name for t in threading.enumerate()
-                  if t is not threading.current_thread() and t.name != LogWriter.THREAD_NAME]
+                  if t is not threading.current_thread()
+                  and t.name not in (LogWriter.THREAD_NAME, LogWriter.ERR_THREAD_NAME)]
         self.writer.event("stopped", drained_ms=round((time.monotonic() - started) * 1000),
                           threads_left=len(others))
         return 0
@@ -243,39 +240,12 @@ def _serve(settings, writer: LogWriter, held_signals: list[int]) -> int:
     except OSError as error:
         writer.error(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
         return 1
-    settings = _fit_connection_limit(settings, writer)
-    server = Server(settings, writer, sock)
+    import hello.app  # noqa: F401 (Flask's own memory is in the reading limits.fit takes)
+
+    fitted = limits.fit(settings, writer)
+    server = Server(fitted.settings, writer, sock, fitted.budget, fitted.accept_batch)
     for signum in SIGNALS:
         signal.signal(signum, server.on_signal)
     for signum in list(held_signals):
         server.on_signal(signum, None)
     return server.run()
-
-
-def _fit_connection_limit(settings, writer: LogWriter):
-    """Raise the soft RLIMIT_NOFILE so --connection-limit can be reached (often 1024);
-    where the hard limit is lower, lower the connection limit to what fits. Kept, it was
-    never reached: accept() failed with EMFILE first, before any slow client could be
-    evicted, and a few hundred of them locked every health probe out."""
-    wanted = settings.connection_limit * FDS_PER_CONNECTION + SPARE_FDS
-    allowed = _allow_open_files(wanted)
-    if allowed >= wanted:
-        return settings
-    fitting = max(1, (allowed - SPARE_FDS) // FDS_PER_CONNECTION)
-    writer.warning("open-file limit is below --connection-limit plus spare fds; "
-                   "the connection limit is lowered to fit",
-                   limit=allowed, wanted=wanted, connection_limit=fitting)
-    return dataclasses.replace(settings, connection_limit=fitting)
-
-
-def _allow_open_files(wanted: int) -> int:
-    """The soft RLIMIT_NOFILE, raised towards wanted as far as the hard limit lets it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return wanted
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        return soft
-    return target

@@ -24,6 +24,13 @@ What is here, and why:
   a worker is answered 503 instead; at most LOOP_ANSWERS_PER_READ pipelined health
   requests are answered in the loop per read; poll() instead of select(), which
   fails past fd 1023.
+- the memory budget (hello/memory.py): a request body is reserved (twice: the app's
+  copy too) when its head arrives, and a response is counted while it waits to be
+  sent; a body that does not fit is read to its end and thrown away, then answered
+  503 with Retry-After, and a request without a body is answered 503 while the
+  budget is spent. Nothing is buffered in temp files (no spill: $TMPDIR is a tmpfs
+  charged to the same limit in every shape hello ships in, and a full one reset
+  uploads), so a connection holds one fd.
 - drain steps: accept what the kernel queued and stop listening; close idle
   keep-alive connections.
 """
@@ -31,6 +38,8 @@ What is here, and why:
 from __future__ import annotations
 
 import errno
+import functools
+import io
 import pathlib
 import socket
 import sys
@@ -38,6 +47,8 @@ import threading
 import time
 
 import waitress
+
+from hello import memory
 
 WAITRESS_VERSION = "3.0.2"
 
@@ -87,6 +98,10 @@ from waitress.utilities import (  # noqa: E402
 
 # Answered in the loop thread: cheap, and what health gates and orchestrators probe.
 LOOP_ANSWERED_PATHS = frozenset({"/healthz", "/readyz"})
+# How a probe's request starts (with its query or protocol next), peeked at the limit.
+PROBE_STARTS = tuple(f"{method} {path}{after}".encode() for method in ("GET", "HEAD")
+                     for path in sorted(LOOP_ANSWERED_PATHS) for after in (" ", "?"))
+PROBE_PEEK_BYTES = 16
 # How often the deadlines and the idle timeout are checked (waitress's default is 30 s).
 MAINTENANCE_SECONDS = 1.0
 # Past the limit with nothing evictable (every connection has a request being
@@ -97,9 +112,16 @@ CONNECTION_HEADROOM = 16
 # answering them all in one turn made every other connection wait: probes took 0.5 s).
 LOOP_ANSWERS_PER_READ = 4
 ACCEPT_BATCH = 128
+# A request that waited this long for a worker makes the server "saturated" (/readyz 503).
+SATURATED_SECONDS = 1.0
 # Out of fds with nothing to evict or shed: how long the listener is left alone.
 FDS_RETRY_SECONDS = 0.1
 _FIRST_LINE_KEPT = 8192
+# waitress spills a body past 512 KB and a response past 1 MB to temp files: never here.
+NEVER_SPILL = 1 << 62
+# What a parsed request waiting in its connection's queue costs (measured: ~0.9 KB; one
+# read can hold ~190 pipelined requests), counted in the memory budget until served.
+PARSED_REQUEST_BYTES = 2048
 
 
 class VersionNotSupported(Error):
@@ -113,35 +135,110 @@ class Overloaded(Error):
     reason = "Service Unavailable"
 
 
-class HelloParser(HTTPRequestParser):
-    """waitress's parser plus the RFC 9112 checks it lacks and the deadline stamps."""
+class Discarded:
+    """A body buffer that keeps only the count of what arrived: a body refused for the
+    memory budget is still read to its end, so its 503 reaches the client whole (closed
+    mid-upload, the client got a reset instead), but it is not held."""
 
-    def __init__(self, adj):
+    def __init__(self, seen: int = 0):
+        self.seen = seen
+
+    def append(self, data: bytes) -> None:
+        self.seen += len(data)
+
+    def __len__(self) -> int:
+        return self.seen
+
+    def getfile(self):
+        return io.BytesIO()
+
+    def close(self) -> None:
+        pass
+
+
+class HelloParser(HTTPRequestParser):
+    """waitress's parser plus the RFC 9112 checks it lacks, the deadline stamps, and the
+    memory budget's reservation for its body."""
+
+    def __init__(self, adj, budget: memory.Budget | None = None):
         super().__init__(adj)
         self.started = time.monotonic()
         self.head_done_at: float | None = None
         self._start = b""
         self.too_large_line: tuple[str, str] | None = None
+        self.budget = budget
+        self.held = 0  # bytes of the budget this request holds (its body, itself queued)
+        self.body_reserved = False
+        self.queued_counted = False
 
     def received(self, data: bytes) -> int:
         if self.chunked and self.body_rcv is not None and not self.completed:
             return self._chunked_body(data)
-        if len(self._start) < _FIRST_LINE_KEPT and self.head_done_at is None:
-            self._start += data[:_FIRST_LINE_KEPT - len(self._start)]
+        if self.head_done_at is None and b"\n" not in self._start.lstrip():
+            # the request line, for a 431's log line; only that: each request of a
+            # pipelined batch kept 8 KB of the batch, 1.5 MB a read of small requests
+            skip = len(data) - len(data.lstrip()) if not self._start.strip() else 0
+            end = data.find(b"\n", skip, _FIRST_LINE_KEPT - len(self._start))
+            self._start += data[:end + 1 if end >= 0 else _FIRST_LINE_KEPT - len(self._start)]
         consumed = super().received(data)
         if self.headers_finished and self.head_done_at is None:
             self.head_done_at = time.monotonic()
+            if self.error is None and self.content_length > 0 and not self.completed:
+                self._reserve(self.content_length)
+        self._count_when_queued()
         if isinstance(self.error, RequestHeaderFieldsTooLarge) and self.too_large_line is None:
             self.too_large_line = self._request_line_of(self._start)
         return consumed
 
+    def _count_when_queued(self) -> None:
+        """Once whole, a request waits in its connection's queue: counted until served."""
+        if self.completed and not self.queued_counted and self.budget is not None \
+                and not self.empty:
+            self.queued_counted = True
+            self.budget.add(PARSED_REQUEST_BYTES)
+            self.held += PARSED_REQUEST_BYTES
+
+    def _reserve(self, size: int) -> None:
+        """Hold size body bytes (and the app's copy) in the budget, or refuse the body."""
+        if self.budget is None:
+            return
+        if self.budget.reserve(size * memory.BODY_COPIES):
+            self.held += size * memory.BODY_COPIES
+            self.body_reserved = True
+            return
+        self.error = Overloaded("the server's memory budget is spent")
+        self.release()
+        if self.expect_continue:  # it waits for our word before sending: it gets the 503
+            self.expect_continue = False
+            self.connection_close = True
+            self.completed = True
+            self.body_rcv = None
+            return
+        kept, self.body_rcv.buf = self.body_rcv.buf, Discarded(len(self.body_rcv))
+        kept.close()
+
+    def release(self) -> None:
+        """Give what it holds back (idempotent: the channel's close and the task's end
+        may both get here)."""
+        held, self.held = self.held, 0
+        if held:
+            self.budget.add(-held)
+
+    def close(self) -> None:
+        self.release()
+        super().close()
+
     def _chunked_body(self, data: bytes) -> int:
         """waitress's chunked branch, but the limit counts the body, not its framing
         (waitress counts chunk sizes and CRLFs too, so a body of exactly the limit got 413),
-        and a chunk that declares more than the limit allows is refused as it is declared."""
+        a chunk that declares more than the limit allows is refused as it is declared,
+        and what arrives is reserved in the memory budget as it arrives."""
         receiver = self.body_rcv
+        before = len(receiver)
         consumed = receiver.received(data)
         self.body_bytes_received += consumed
+        if self.error is None and len(receiver) > before:
+            self._reserve(len(receiver) - before)
         # what arrived plus what the current chunk still promises: a chunk declared
         # past the limit is refused at once, not waited for until the body deadline
         if len(receiver) + receiver.chunk_remainder >= self.adj.max_request_body_size:
@@ -154,6 +251,7 @@ class HelloParser(HTTPRequestParser):
         elif receiver.completed:
             self.completed = True
             self.headers["CONTENT_LENGTH"] = str(len(receiver))
+        self._count_when_queued()
         return consumed
 
     @staticmethod
@@ -224,11 +322,13 @@ class DrainAwareTask(WSGITask):
 
 
 class LoggedErrorTask(ErrorTask):
-    """The 400/413/431/505 answers waitress gives itself, before any WSGI app runs:
-    the same nosniff header as every other response, and an access-log line."""
+    """The 400/413/431/503/505 answers waitress gives itself, before any WSGI app runs:
+    the same nosniff and no-store headers as every other response, and an access-log
+    line."""
 
     def execute(self):
         self.response_headers.append(("X-Content-Type-Options", "nosniff"))
+        self.response_headers.append(("Cache-Control", "no-store"))
         if isinstance(self.request.error, Overloaded):
             self.response_headers.append(("Retry-After", "1"))
         started = time.perf_counter()
@@ -254,10 +354,54 @@ class HelloChannel(HTTPChannel):
     error_task_class = LoggedErrorTask
     parser_class = HelloParser
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, server, *args, **kwargs):
         self.served_any = False
         self.loop_service_pending = False
-        super().__init__(*args, **kwargs)
+        self.queued_at: float | None = None  # when it was queued for a worker
+        # each request's parser reserves its body in the server's budget
+        self.parser_class = functools.partial(HelloParser, budget=server.budget)
+        self._counted_out = 0  # of total_outbufs_len, what the budget holds for us
+        self._count_lock = threading.Lock()
+        super().__init__(server, *args, **kwargs)
+
+    def readable(self):
+        """While the memory budget is spent, a connection that has been served reads no
+        new request (a body already admitted, or being read to be thrown away, is read
+        on; a new connection's first request may be a probe, and is read): 300 clients
+        pipelining requests and never reading the answers grew the server by 300 MB."""
+        if self.served_any and self.server.budget.exhausted():
+            request = self.request
+            if request is None or not request.headers_finished or request.completed:
+                return False
+        return super().readable()
+
+    def _count_out(self) -> None:
+        """Bring the budget's count of this connection's unsent response bytes up to date
+        (after waitress changed total_outbufs_len: a write, a send, a close)."""
+        with self._count_lock:
+            change = self.total_outbufs_len - self._counted_out
+            self._counted_out += change
+        if change:
+            self.server.budget.add(change)
+
+    def write_soon(self, data):
+        try:
+            return super().write_soon(data)
+        finally:
+            self._count_out()
+
+    def _flush_some(self, do_close=True):
+        try:
+            return super()._flush_some(do_close=do_close)
+        finally:
+            self._count_out()
+
+    def handle_close(self):
+        super().handle_close()
+        self._count_out()
+        for request in (self.request, *self.requests):  # their bodies are no one's now
+            if request is not None:
+                request.release()
 
     def received(self, data):
         result = super().received(data)
@@ -297,8 +441,26 @@ class HelloChannel(HTTPChannel):
             self.received(data)
 
     def service(self):
+        """Run the first request, unless its client has gone (then only its log line,
+        status 499 as nginx writes it) or it waited longer than --queue-timeout for a
+        worker (then 503 with Retry-After instead of running late)."""
         self.served_any = True
+        queued_at, self.queued_at = self.queued_at, None
+        request = self.requests[0] if self.requests else None
+        if request is not None and request.error is None:
+            if not self.connected:
+                self._log_gone(request)
+            elif queued_at is not None and \
+                    time.monotonic() - queued_at > self.server.queue_timeout:
+                request.error = Overloaded(
+                    f"the request waited over {self.server.queue_timeout:g}s for a worker")
         super().service()
+
+    def _log_gone(self, request) -> None:
+        writer = self.server.hello_writer
+        if writer is not None:
+            writer.access(method=request.command, path=request.path, status=499, bytes=0,
+                          duration_ms=0, remote=self.addr[0] if self.addr else None)
 
     def handle_read(self):
         """waitress's, except that a wakeup with nothing to read is not a socket error
@@ -317,6 +479,18 @@ class HelloChannel(HTTPChannel):
             self.connected = False
 
 
+def _is_probe(conn: socket.socket) -> bool:
+    """The connection's first bytes, already here, are a health request: past the limit
+    and its headroom it is let in all the same (answered in the loop at once, it costs
+    an fd for a moment). Refused with the rest, probes failed under clients reconnecting
+    at once at the limit (1 in 70 at --connection-limit 20)."""
+    try:
+        start = conn.recv(PROBE_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return start.startswith(PROBE_STARTS)
+
+
 def _answered_in_loop(request) -> bool:
     return (request.error is None and request.command in ("GET", "HEAD")
             and request.path in LOOP_ANSWERED_PATHS)
@@ -328,8 +502,17 @@ class HelloServer(TcpWSGIServer):
     channel_class = HelloChannel
 
     def __init__(self, application, sock, *, writer, header_timeout: float,
-                 body_timeout: float, **adjustments):
-        adj = Adjustments(cleanup_interval=MAINTENANCE_SECONDS, **adjustments)  # run() polls
+                 body_timeout: float, budget: memory.Budget | None = None,
+                 accept_batch: int = ACCEPT_BATCH, queue_timeout: float = 10.0, **adjustments):
+        # channel_request_lookahead=1: a connection stays readable while its request
+        # waits or runs, so a client that leaves is seen (its request is then not run,
+        # and a running one can tell: waitress.client_disconnected)
+        adj = Adjustments(cleanup_interval=MAINTENANCE_SECONDS, inbuf_overflow=NEVER_SPILL,
+                          outbuf_overflow=NEVER_SPILL, channel_request_lookahead=1,
+                          **adjustments)  # run() polls
+        self.budget = budget or memory.Budget(memory.UNLIMITED)
+        self.accept_batch = accept_batch
+        self.queue_timeout = queue_timeout
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(adj.threads)
         self.header_timeout = header_timeout
@@ -372,13 +555,44 @@ class HelloServer(TcpWSGIServer):
                                                if channel.connected)
 
     def add_task(self, channel):
-        if threading.current_thread() is self._loop_thread and _answered_in_loop(channel.requests[0]):
-            channel.loop_service_pending = True
+        request = channel.requests[0]
+        if (request.error is None and not request.body_reserved
+                and not _answered_in_loop(request) and self.budget.exhausted()):
+            request.error = Overloaded("the server's memory budget is spent")
+        in_loop = threading.current_thread() is self._loop_thread
+        if in_loop and (_answered_in_loop(request) or isinstance(request.error, Overloaded)):
+            channel.loop_service_pending = True  # a 503 costs nothing: not behind the queue
         else:
             self.to_workers(channel)
 
     def to_workers(self, channel) -> None:
+        channel.queued_at = time.monotonic()
         super().add_task(channel)
+
+    def saturated(self) -> bool:
+        """A request has waited for a worker longer than SATURATED_SECONDS: /readyz says
+        so, so that a load balancer sends the next ones to another instance."""
+        dispatcher = self.task_dispatcher
+        with dispatcher.lock:
+            oldest = dispatcher.queue[0].queued_at if dispatcher.queue else None
+        return oldest is not None and time.monotonic() - oldest > SATURATED_SECONDS
+
+    def shed_stale_queue(self, mono: float) -> None:
+        """Loop thread, every MAINTENANCE_SECONDS: queued requests whose client has gone
+        are dropped, and those past --queue-timeout answered 503, now, without waiting
+        for a worker (1000 clients that gave up on ?wait=30s left an hour of work)."""
+        dispatcher = self.task_dispatcher
+        with dispatcher.lock:
+            stale = [channel for channel in dispatcher.queue
+                     if not channel.connected or channel.queued_at is None
+                     or mono - channel.queued_at > self.queue_timeout]
+            for channel in stale:  # no worker can take it now: it is ours
+                dispatcher.queue.remove(channel)
+        for channel in stale:
+            if channel.requests:
+                channel.service()
+            if channel.connected:
+                channel._send_now()
 
     def readable(self):
         """Listen always: at the limit, handle_accept makes room instead."""
@@ -389,12 +603,13 @@ class HelloServer(TcpWSGIServer):
         return self.accepting and time.monotonic() >= self._accept_paused_until
 
     def handle_accept(self):
-        """Accept up to ACCEPT_BATCH queued connections per loop turn (waitress takes one:
-        with 1000 connections to poll per turn, a probe queued behind a burst of
-        reconnecting slow clients waited seconds in the listen backlog)."""
+        """Accept up to accept_batch (ACCEPT_BATCH unless the fds are few) queued
+        connections per loop turn (waitress takes one: with 1000 connections to poll per
+        turn, a probe queued behind a burst of reconnecting slow clients waited seconds
+        in the listen backlog)."""
         evictable: list[HelloChannel] | None = None  # stalest last, found once per turn
         fresh: list[HelloChannel] = []  # accepted in this turn since evictable was found
-        for _ in range(ACCEPT_BATCH):
+        for _ in range(self.accept_batch):
             try:
                 pair = self.accept()
                 if pair is None:
@@ -416,7 +631,7 @@ class HelloServer(TcpWSGIServer):
                 if stalest is not None:  # closed at the end of this turn
                     self._evicting.append(stalest)
                 elif (self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM
-                      and not self._shed_newest_queued()):
+                      and not _is_probe(conn) and not self._shed_newest_queued()):
                     conn.close()  # nothing to evict or shed, no headroom left: refuse it
                     continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
@@ -517,6 +732,7 @@ class HelloServer(TcpWSGIServer):
     def maintenance(self, now):
         super().maintenance(now)  # --channel-timeout: idle keep-alive connections
         mono = time.monotonic()
+        self.shed_stale_queue(mono)
         for channel in list(self.active_channels.values()):
             if channel.requests:
                 continue

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +68,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "c
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def at_once(target, count: int, timeout: float = 60.0) -> None:
+    """Run target in count threads at once and wait for them all (at most timeout each)."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
 
 
 def git_head() -> str | None:
@@ -121,8 +131,9 @@ class Service:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
         self.process = subprocess.Popen(
-            argv, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True, **popen)
+            argv, env={**os.environ, **(env or {})}, text=True, **popen)
 
     def wait_healthy(self, timeout: float = 30.0) -> Service:
         def healthy():

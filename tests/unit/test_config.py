@@ -21,7 +21,8 @@ NOT_DEFAULT = {"host": "127.0.0.1", "port": "9191", "threads": "3", "message": "
                "drain_timeout": "250ms", "log_format": "text", "access_log": "false",
                "reuse_port": "true", "max_header_bytes": "2048", "max_body_bytes": "10",
                "channel_timeout": "7", "connection_limit": "5", "header_timeout": "3s",
-               "body_timeout": "5s", "random_delay": "10ms-20ms", "random_error": "0.5",
+               "body_timeout": "5s", "queue_timeout": "2s", "random_delay": "10ms-20ms",
+               "random_error": "0.5",
                "admin": "true", "header": "X-Test: 1", "trusted_proxies": "10.0.0.0/8"}
 
 
