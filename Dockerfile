@@ -86,8 +86,12 @@ USER 65534:65534
 ENV PORT=8080
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-# The binary probes itself (http.client): the image has no curl and no shell.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+# The binary probes itself: the image has no curl and no shell. A probe is a start of
+# the binary (unpack, then Python): at most 1.1 s measured with the container held to
+# 0.25 CPU and its server under load (bench/RESULTS.md, `## Resources`), so a 5 s
+# timeout; below a quarter of a CPU, raise --health-timeout. A probe killed at its
+# timeout leaves its unpack, which the next start removes.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["/hello", "healthcheck"]
 ENTRYPOINT ["/hello"]
 CMD ["serve"]

@@ -3,13 +3,14 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV ?= .venv
+CHECKOV_VENV ?= .venv-checkov
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 RESULTS ?= test-results
 DEPLOY_ARGS ?=
 ARGS ?=
 
-.PHONY: help venv dev run test test-service verify-binary test-image test-deploy \
+.PHONY: help venv checkov-venv dev run test test-service verify-binary test-image test-deploy \
         test-pipeline test-swarm test-manifests lint binary binary-in-docker verify-rebuild image deploy bench mutation clean
 
 help: ## list the targets
@@ -23,6 +24,13 @@ $(VENV)/.done: requirements/test.txt setup.cfg pyproject.toml
 
 venv: $(VENV)/.done ## the development venv (pinned, hashed test requirements)
 
+$(CHECKOV_VENV)/.done: requirements/checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r requirements/checkov.txt
+	touch $@
+
+checkov-venv: $(CHECKOV_VENV)/.done ## checkov in a venv of its own (pinned, hashed); the manifests suite runs it
+
 dev: venv ## serve from source: make dev ARGS="--port 9000"
 	$(PY) -m hello serve $(ARGS)
 
@@ -32,7 +40,7 @@ dist/hello: $(shell find hello spec -type f -not -path '*/__pycache__/*' 2>/dev/
 run: dist/hello ## build the binary if it is stale, then run it: make run ARGS="--port 9000"
 	dist/hello serve $(ARGS)
 
-test: venv dist/hello ## every suite (what .ci/run runs), on a fresh dist/hello; JUnit XML in test-results/
+test: venv checkov-venv dist/hello ## every suite (what .ci/run runs), on a fresh dist/hello; JUnit XML in test-results/
 	$(PYTEST) --junitxml=$(RESULTS)/junit.xml $(PYTEST_ARGS)
 
 test-service: venv ## unit and server tests of the service
@@ -50,7 +58,7 @@ test-deploy: venv ## deploy suite against the simulated droplet
 test-swarm: venv ## the stack on a live 3-node swarm (root; about 4 min)
 	$(PYTEST) tests/swarm --junitxml=$(RESULTS)/swarm.xml
 
-test-manifests: venv ## offline checks of deploy/k8s and .do/app.yaml
+test-manifests: venv checkov-venv ## offline checks of deploy/k8s and .do/app.yaml
 	$(PYTEST) tests/k8s tests/app --junitxml=$(RESULTS)/manifests.xml
 
 test-pipeline: venv ## offline validation of .circleci/config.yml

@@ -4,7 +4,8 @@ kubernetes-validate says the YAML is a valid Deployment; this says it is *our*
 Deployment: probes on hello's own health routes, nobody (65534) and a read-only
 root, a grace period that covers the preStop sleep plus hello's drain, an
 exec-able in-memory /tmp, a PDB and an HPA that select it, a Service that reaches
-its port. `findings(docs)` lists what is wrong, one line each; [] is a pass.
+its port, a NetworkPolicy that admits only that port and lets nothing out.
+`findings(docs)` lists what is wrong, one line each; [] is a pass.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def findings(docs: list[dict], overlay: str = "base") -> list[str]:
         targets = [p.get("targetPort") for p in service["spec"].get("ports", [])]
         if not any(t in ports or t in ports.values() for t in targets):
             out.append(f"Service: targetPort {targets} is not a container port {ports}")
+    out += _network_policy_findings(_one(docs, "NetworkPolicy"), labels, ports)
     if str(ports.get("http")) != (_env(container, "PORT") or "8080"):
         out.append(f"the container port {ports.get('http')} is not the PORT hello listens on")
     if overlay == "do":
@@ -110,3 +112,21 @@ def findings(docs: list[dict], overlay: str = "base") -> list[str]:
 def _selects(selector: dict, labels: dict) -> bool:
     wanted = selector.get("matchLabels", {})
     return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _network_policy_findings(policy: dict | None, labels: dict, ports: dict) -> list[str]:
+    if policy is None:
+        return ["NetworkPolicy: missing"]
+    spec = policy["spec"]
+    out = []
+    if not _selects(spec.get("podSelector", {}), labels):
+        out.append("NetworkPolicy: its podSelector does not match the pods")
+    if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+        out.append("NetworkPolicy: policyTypes must be Ingress and Egress")
+    admitted = [port.get("port") for rule in spec.get("ingress", [])
+                for port in rule.get("ports") or [{"port": "any"}]]
+    if not admitted or any(port not in ports and port not in ports.values() for port in admitted):
+        out.append(f"NetworkPolicy: ingress must admit only the container port, got {admitted}")
+    if spec.get("egress"):
+        out.append("NetworkPolicy: hello opens no connection; egress must be []")
+    return out
