@@ -138,7 +138,7 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
                 waited = min(parse_duration(wait), MAX_WAIT_SECONDS)
             except ValueError as error:
                 return jsonify(error=f"wait: {wait!r} {error}"), 400
-            _wait_unless_gone(waited)
+            waited = round(_wait_unless_gone(waited), 3)
         report = _whoami_report(waited)
         best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
         if best == "text/plain":
@@ -165,16 +165,19 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
     return app
 
 
-def _wait_unless_gone(seconds: float) -> None:
-    """Sleep, but stop once the client has gone (waitress tells, while the request runs):
-    a flood of ?wait=30s requests whose clients gave up held every worker for 30 s each."""
+def _wait_unless_gone(seconds: float) -> float:
+    """Sleep, but stop once the client has gone (waitress tells, while the request runs);
+    the seconds it slept. A flood of ?wait=30s requests whose clients gave up held every
+    worker for 30 s each."""
     gone = request.environ.get("waitress.client_disconnected")
     if gone is None:  # not under waitress (a test client): nobody to ask
         time.sleep(seconds)
-        return
-    deadline = time.monotonic() + seconds
+        return seconds
+    began = time.monotonic()
+    deadline = began + seconds
     while (left := deadline - time.monotonic()) > 0 and not gone():
         time.sleep(min(left, GONE_POLL_SECONDS))
+    return min(seconds, time.monotonic() - began)
 
 
 def _whoami_report(waited: float) -> dict:

@@ -65,8 +65,8 @@ def _remove_if_dead(root_fd: int, name: str) -> bool:
         os.unlink(LOCK_FILE, dir_fd=fd)  # last: a sweep killed before here is finished later
         os.rmdir(name, dir_fd=root_fd)
         return True
-    except OSError:  # alive, not marked, or gone already (another sweep was faster)
-        return False
+    except (OSError, RecursionError):  # alive, not marked, gone already (another sweep
+        return False  # was faster), or too deep for rmtree this time (what it removed stays removed)
     finally:
         os.close(fd)
 

@@ -33,9 +33,38 @@ from datetime import UTC, datetime
 from hello.forwarded import CLIENT_KEY
 
 _BARE = re.compile(r"[!#-<>-~]+")  # printable ASCII without space, '"' and '='
-STDOUT_QUEUE_LINES = 2000  # ~0.5 MB; a reader that keeps up never fills it
+STDOUT_QUEUE_LINES = 2000  # ~0.5 MB of usual lines; a reader that keeps up never fills it
 STDERR_QUEUE_LINES = 500  # errors and warnings: rarer, and rate-limited at their source
+# ...and in bytes: a client picks its path (up to 32 KiB, six times that JSON-escaped),
+# so 2000 lines could hold 130 MB: with stdout unread, that OOM-killed a 160 MiB container.
+STDOUT_QUEUE_BYTES = 1 << 20
+STDERR_QUEUE_BYTES = 256 << 10
 DROPPED_REPORT_SECONDS = 10.0  # at most one "lines dropped" line on stderr per this long
+
+
+class LineQueue(queue.Queue):
+    """Log lines waiting for their writer, bounded in lines and in bytes (put_nowait
+    raises queue.Full past either)."""
+
+    def __init__(self, lines: int, max_bytes: int):
+        super().__init__(lines)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def put(self, item: str, block: bool = True, timeout: float | None = None) -> None:
+        with self.mutex:
+            if self.bytes + len(item) > self.max_bytes:
+                raise queue.Full
+        super().put(item, block, timeout)
+
+    def _put(self, item: str) -> None:  # under the queue's own lock
+        self.bytes += len(item)
+        super()._put(item)
+
+    def _get(self) -> str:
+        item = super()._get()
+        self.bytes -= len(item)
+        return item
 
 
 def logfmt_value(value) -> str:
@@ -61,8 +90,8 @@ class LogWriter:
         self._err_dropped = 0
         self._dropped_reported_at = -DROPPED_REPORT_SECONDS
         if queued:
-            self._queue = queue.Queue(STDOUT_QUEUE_LINES)
-            self._err_queue = queue.Queue(STDERR_QUEUE_LINES)
+            self._queue = LineQueue(STDOUT_QUEUE_LINES, STDOUT_QUEUE_BYTES)
+            self._err_queue = LineQueue(STDERR_QUEUE_LINES, STDERR_QUEUE_BYTES)
             threading.Thread(target=self._write_queued, name=self.THREAD_NAME, daemon=True).start()
             threading.Thread(target=self._write_queued_errors, name=self.ERR_THREAD_NAME,
                              daemon=True).start()

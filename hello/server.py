@@ -33,6 +33,10 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The same waitress complaint (queue depth under load, a socket error) at most once
 # per this many seconds; the next line says how many were left out.
 REPEAT_SECONDS = 10.0
+# The same signal again within this long is the same signal: sent to the process group
+# (Ctrl-C, `timeout`, `kill -- -PGID`), it reaches hello directly and again through the
+# binary's bootloader, which forwards it; taken as a second signal, it cut the drain.
+SAME_SIGNAL_SECONDS = 0.25
 # A connection accepted just before the drain may not have sent its request yet;
 # idle connections get this long before they are closed, so that request is served.
 IDLE_GRACE_SECONDS = 0.5
@@ -98,6 +102,8 @@ class Server:
         self.stop_requested = threading.Event()
         self._signals = 0
         self._signal_name = ""
+        self._signal_number = 0
+        self._signal_at = 0.0
         self.draining = threading.Event()
         self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set(),
                                     is_saturated=lambda: self.waitress.saturated())
@@ -135,6 +141,10 @@ class Server:
 
     def on_signal(self, signum, _frame) -> None:
         """Only flags: the main thread may hold the log lock when a signal lands."""
+        now = time.monotonic()
+        if signum == self._signal_number and now - self._signal_at < SAME_SIGNAL_SECONDS:
+            return
+        self._signal_number, self._signal_at = signum, now
         self._signals += 1
         if self._signals > 1:
             self.writer.raw_stdout_line({"level": "info", "event": "second signal, exiting now",

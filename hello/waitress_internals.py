@@ -102,6 +102,9 @@ LOOP_ANSWERED_PATHS = frozenset({"/healthz", "/readyz"})
 PROBE_STARTS = tuple(f"{method} {path}{after}".encode() for method in ("GET", "HEAD")
                      for path in sorted(LOOP_ANSWERED_PATHS) for after in (" ", "?"))
 PROBE_PEEK_BYTES = 16
+# Probes let in past the limit and its headroom at once, at most (each is answered in the
+# loop and closed, so they do not stay; a client that only looks like one cannot hold more).
+PROBE_LANE = 16
 # How often the deadlines and the idle timeout are checked (waitress's default is 30 s).
 MAINTENANCE_SECONDS = 1.0
 # Past the limit with nothing evictable (every connection has a request being
@@ -159,6 +162,11 @@ class Discarded:
 class HelloParser(HTTPRequestParser):
     """waitress's parser plus the RFC 9112 checks it lacks, the deadline stamps, and the
     memory budget's reservation for its body."""
+
+    # A request line waitress could not parse leaves these unset, and waitress's own
+    # "Client disconnected while serving %s" % request.path then raised AttributeError.
+    command: str | None = None
+    path: str | None = None
 
     def __init__(self, adj, budget: memory.Budget | None = None):
         super().__init__(adj)
@@ -316,7 +324,7 @@ class DrainAwareTask(WSGITask):
     """
 
     def build_response_header(self):
-        if self.channel.server.hello_draining.is_set():
+        if self.channel.server.hello_draining.is_set() or self.channel.lane_only:
             self.set_close_on_finish()
         return super().build_response_header()
 
@@ -358,6 +366,8 @@ class HelloChannel(HTTPChannel):
         self.served_any = False
         self.loop_service_pending = False
         self.queued_at: float | None = None  # when it was queued for a worker
+        self.client_done = False  # its client sent FIN: nothing more is read
+        self.lane_only = False  # let in past the limit as a probe: one health answer, then closed
         # each request's parser reserves its body in the server's budget
         self.parser_class = functools.partial(HelloParser, budget=server.budget)
         self._counted_out = 0  # of total_outbufs_len, what the budget holds for us
@@ -369,6 +379,8 @@ class HelloChannel(HTTPChannel):
         new request (a body already admitted, or being read to be thrown away, is read
         on; a new connection's first request may be a probe, and is read): 300 clients
         pipelining requests and never reading the answers grew the server by 300 MB."""
+        if self.client_done:
+            return False
         if self.served_any and self.server.budget.exhausted():
             request = self.request
             if request is None or not request.headers_finished or request.completed:
@@ -455,6 +467,10 @@ class HelloChannel(HTTPChannel):
                 request.error = Overloaded(
                     f"the request waited over {self.server.queue_timeout:g}s for a worker")
         super().service()
+        if self.client_done and not self.requests and self.connected:
+            with self.requests_lock:
+                self.close_when_flushed = True  # its last answer out, then closed
+            self.server.pull_trigger()
 
     def _log_gone(self, request) -> None:
         writer = self.server.hello_writer
@@ -464,9 +480,10 @@ class HelloChannel(HTTPChannel):
 
     def handle_read(self):
         """waitress's, except that a wakeup with nothing to read is not a socket error
-        (waitress logs it and closes the connection)."""
+        (waitress logs it and closes the connection), and the end of the client's input
+        is not the end of the connection while it has whole requests to be answered."""
         try:
-            data = self.recv(self.adj.recv_bytes)
+            data = self.socket.recv(self.adj.recv_bytes)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -475,8 +492,16 @@ class HelloChannel(HTTPChannel):
         if data:
             self.last_activity = time.time()
             self.received(data)
+        elif self.requests:
+            # A client that left, or one that half-closed after its request and still
+            # reads: the two look the same. Its requests are answered (a wait among them
+            # ends at once: waitress.client_disconnected says so), then it is closed.
+            self.client_done = True
         else:
-            self.connected = False
+            self.handle_close()
+
+    def check_client_disconnected(self):
+        return not self.connected or self.client_done
 
 
 def _is_probe(conn: socket.socket) -> bool:
@@ -548,6 +573,9 @@ class HelloServer(TcpWSGIServer):
             if channel.connected and not channel.requests:
                 channel.handle_close()
 
+    def _lane_connections(self) -> int:
+        return sum(1 for channel in list(self.active_channels.values()) if channel.lane_only)
+
     def _open_connections(self) -> int:
         """Open and not about to close. A shed connection whose 503 went out at once is
         closed already (out of active_channels): it must not be taken off twice."""
@@ -556,6 +584,9 @@ class HelloServer(TcpWSGIServer):
 
     def add_task(self, channel):
         request = channel.requests[0]
+        if channel.lane_only and request.error is None and not _answered_in_loop(request):
+            # let in past the limit for a probe, it sent something else behind it
+            request.error = Overloaded("the server is at its connection limit")
         if (request.error is None and not request.body_reserved
                 and not _answered_in_loop(request) and self.budget.exhausted()):
             request.error = Overloaded("the server's memory budget is spent")
@@ -609,6 +640,7 @@ class HelloServer(TcpWSGIServer):
         in the listen backlog)."""
         evictable: list[HelloChannel] | None = None  # stalest last, found once per turn
         fresh: list[HelloChannel] = []  # accepted in this turn since evictable was found
+        lane = False
         for _ in range(self.accept_batch):
             try:
                 pair = self.accept()
@@ -630,11 +662,14 @@ class HelloServer(TcpWSGIServer):
                     stalest = self._pop_still_evictable(evictable)
                 if stalest is not None:  # closed at the end of this turn
                     self._evicting.append(stalest)
-                elif (self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM
-                      and not _is_probe(conn) and not self._shed_newest_queued()):
-                    conn.close()  # nothing to evict or shed, no headroom left: refuse it
-                    continue
+                elif self._open_connections() >= self.adj.connection_limit + CONNECTION_HEADROOM:
+                    if _is_probe(conn) and self._lane_connections() < PROBE_LANE:
+                        lane = True  # one health answer, then closed
+                    elif not self._shed_newest_queued():
+                        conn.close()  # nothing to evict or shed, no headroom left: refuse it
+                        continue
             channel = self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+            channel.lane_only, lane = lane, False
             channel.read_if_waiting()
             if evictable is not None:
                 fresh.append(channel)

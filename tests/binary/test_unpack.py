@@ -196,3 +196,15 @@ def test_hello_killed_by_a_signal_as_pid_1_exits_128_plus_the_signal(start_binar
     code, _, err = service.wait()
     assert code == 128 + signal.SIGKILL, err
     assert list(service.tmpdir.iterdir()) == []
+
+
+def test_an_empty_tmpdir_means_tmp_not_the_root_directory(binary):
+    """TMPDIR set but empty unpacked into /staticx-XXXXXX (and as root, it could)."""
+    before = set(pathlib.Path("/").glob("staticx-*"))
+    group, port = serving(binary, "")  # type: ignore[arg-type] (TMPDIR="")
+    try:
+        assert set(pathlib.Path("/").glob("staticx-*")) == before
+        own = [path for path in pathlib.Path("/tmp").glob("staticx-*") if path.is_dir()]
+        assert own, "not in /tmp either"
+    finally:
+        assert group.stop() == 0

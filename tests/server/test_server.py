@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hello.server import SAME_SIGNAL_SECONDS
 from tests.conftest import (
     ROOT,
     Service,
@@ -277,13 +278,38 @@ def test_a_request_half_received_at_the_signal_is_answered_not_cut(serve_unfroze
     assert "drain timeout" not in out + err
 
 
-def test_second_signal_exits_at_once(serve_unfrozen):
+def _sigterm_mid_request(serve_unfrozen, path: str):
+    """A server, a request to path in flight, SIGTERM, the drain begun: (service, the
+    request's thread, its results, when the signal went)."""
     service = serve_unfrozen()
     results: list = []
-    holder = hold_request(service.url + "/whoami?wait=20s", results)
+    holder = hold_request(service.url + path, results)
     wait_until(lambda: _has_connection(service.port), 5, what="request in flight")
     service.process.send_signal(signal.SIGTERM)
-    wait_until(lambda: _refused(service.port), 2, what="drain started")
+    first = time.monotonic()
+    wait_until(lambda: _refused(service.port), 2, interval=0.002, what="drain started")
+    return service, holder, results, first
+
+
+def test_one_signal_delivered_twice_at_once_is_one_drain(serve_unfrozen):
+    """Sent to the process group, a signal reaches the binary's hello directly and again
+    through its bootloader: within SAME_SIGNAL_SECONDS the same signal is one signal,
+    and the request in flight is answered (it was cut, exit 143)."""
+    service, holder, results, first = _sigterm_mid_request(serve_unfrozen, "/whoami?wait=1s")
+    service.process.send_signal(signal.SIGTERM)  # the first handled: pending ones would merge
+    assert time.monotonic() - first < SAME_SIGNAL_SECONDS, "too slow to tell: run it again"
+    assert service.process.wait(10) == 0
+    holder.join(10)
+    assert results and results[0][0] == 200, results
+    events = [line["event"] for line in log_lines(service.process.stdout.read())]
+    assert events.count("draining") == 1 and events[-1] == "stopped", events
+    assert "second signal, exiting now" not in events
+
+
+def test_second_signal_exits_at_once(serve_unfrozen):
+    service, holder, results, first = _sigterm_mid_request(serve_unfrozen, "/whoami?wait=20s")
+    # the same signal sooner than SAME_SIGNAL_SECONDS is the same delivery (next test)
+    wait_until(lambda: time.monotonic() - first > SAME_SIGNAL_SECONDS, 2, what="a moment")
     started = time.monotonic()
     service.process.send_signal(signal.SIGTERM)
     code = service.process.wait(5)

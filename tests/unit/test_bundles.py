@@ -177,3 +177,33 @@ def test_the_server_is_quiet_when_nothing_is_dead_or_unfrozen(tmp_path):
     bundles.sweep(str(tmp_path), str(own))
     server.sweep_dead_unpacks(str(own))
     assert err.getvalue() == ""
+
+
+def test_a_tree_too_deep_to_remove_at_once_never_raises(tmp_path):
+    """shutil.rmtree recurses: a dead folder 1200 levels deep (only its own user can make
+    one) raised RecursionError out of the server's sweep, and hello exited 1 right after
+    `listening`, at every start. It is left where it is now."""
+    folder = unpack(tmp_path, "staticx-deep01")
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    try:
+        assert bundles.sweep(str(tmp_path)) == []  # it stays (marked: a later sweep may retry)
+        sweeping_server(io.StringIO()).sweep_dead_unpacks(str(tmp_path / "staticx-own001"))
+        assert (folder / bundles.LOCK_FILE).is_file()
+    finally:
+        flatten(folder)
+
+
+def flatten(folder: pathlib.Path) -> None:
+    """Remove a chain of nested `d` folders without recursion (pytest's own cleanup
+    recurses too): pull each inner one up, then remove the outer."""
+    while (folder / "d").is_dir():
+        os.rename(folder / "d" / "d", folder / "next") if (folder / "d" / "d").exists() else None
+        os.rmdir(folder / "d")
+        if (folder / "next").exists():
+            os.rename(folder / "next", folder / "d")

@@ -24,6 +24,7 @@ import pytest
 from hello import waitress_internals
 from hello.waitress_internals import CONNECTION_HEADROOM, HelloServer
 from tests.conftest import wait_until
+from tests.server.rawhttp import statuses
 
 HEAD_STARTED = b"GET / HTTP/1.1\r\n"  # a request head, not finished
 WHOLE = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -620,3 +621,42 @@ def test_a_burst_past_the_old_candidates_evicts_its_own_earliest_newcomer_next(l
     burst = [server.connect() for _ in range(3)]
     server.accept()  # one turn: two old ones, then the burst's first
     assert set(server.evicting()) == {*old, burst[0]}
+
+
+def test_a_probe_let_in_past_the_headroom_gets_one_health_answer_then_is_closed(loop):
+    """`GET /healthz` in front of anything else got a client past the limit and the
+    headroom for good: 299 connections under --connection-limit 20."""
+    server = loop(limit=1, threads=1 + CONNECTION_HEADROOM)
+    server.busy(1 + CONNECTION_HEADROOM)  # nothing to evict or shed
+    sneaky = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                            b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.accept()
+    answer = reply(sneaky)  # until the server closes it
+    assert statuses(answer) == [200], answer
+    assert b"\r\nConnection: close\r\n" in answer
+    assert server.queued() == 0  # the request behind it never reached a worker
+
+
+def test_probes_past_the_headroom_that_never_finish_do_not_pile_up(loop):
+    server = loop(limit=1, threads=1 + CONNECTION_HEADROOM)
+    server.busy(1 + CONNECTION_HEADROOM)
+    probes = []
+    for _ in range(waitress_internals.PROBE_LANE + 5):
+        probes.append(server.connect(b"GET /healthz HTTP/1.1\r\n"))  # and the rest never
+        server.accept()
+        server.server.close_evicted()
+        assert len(server.server.active_channels) <= 2 + CONNECTION_HEADROOM
+    assert sum(closed_by_server(probe, within=0.2) for probe in probes) == len(probes) - 1
+
+
+def test_past_the_headroom_a_full_lane_refuses_even_a_probe(loop, monkeypatch):
+    server = loop(limit=1, threads=1 + CONNECTION_HEADROOM)
+    server.busy(1 + CONNECTION_HEADROOM)
+    monkeypatch.setattr(server.server, "_lane_connections", lambda: waitress_internals.PROBE_LANE)
+    probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.accept()
+    try:
+        answer = reply(probe)
+    except ConnectionResetError:  # closed with its request unread
+        answer = b""
+    assert answer == b""  # refused, unanswered

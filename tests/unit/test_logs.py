@@ -9,7 +9,7 @@ import queue
 import pytest
 
 from hello import logs
-from hello.logs import AccessLogMiddleware, LogWriter
+from hello.logs import AccessLogMiddleware, LineQueue, LogWriter
 
 
 def make_writer(log_format="json"):
@@ -328,3 +328,23 @@ def test_flush_waits_only_while_queued_lines_are_unwritten(monkeypatch):
     writer._queue.put("a line nobody writes")
     writer.flush(1)
     assert len(sleeps) == 3 + 100 and clock[0] == pytest.approx(1.03)
+
+
+def test_a_line_queue_holds_at_most_its_bytes_whatever_its_lines():
+    lines = LineQueue(lines=100, max_bytes=50)
+    lines.put_nowait("x" * 30)
+    with pytest.raises(queue.Full):
+        lines.put_nowait("y" * 21)  # 51 bytes: one too many
+    lines.put_nowait("z" * 20)
+    assert lines.bytes == 50
+    assert lines.get_nowait() == "x" * 30 and lines.bytes == 20
+    lines.put_nowait("w" * 30)
+    assert lines.bytes == 50
+
+
+def test_a_line_queue_holds_at_most_its_lines_too():
+    lines = LineQueue(lines=2, max_bytes=1 << 20)
+    lines.put_nowait("a")
+    lines.put_nowait("b")
+    with pytest.raises(queue.Full):
+        lines.put_nowait("c")

@@ -76,3 +76,13 @@ def test_the_request_line_a_too_large_head_logs(start, line):
 ])
 def test_transfer_codings_of_every_line(head, codings):
     assert HelloParser._transfer_codings(head) == codings
+
+
+def test_a_request_line_waitress_could_not_parse_still_has_a_path_and_a_command():
+    """waitress logs "Client disconnected while serving %s" % request.path: for a 400 whose
+    request line did not parse, that raised AttributeError (an error line and a traceback)."""
+    parser = HelloParser(Adjustments())
+    parser.received(b"GET /" + b"\xff" * 100 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert parser.error is not None
+    assert "Client disconnected while serving %s" % parser.path  # noqa: UP031 (as waitress has it)
+    assert parser.command is None or isinstance(parser.command, str)
