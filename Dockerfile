@@ -87,10 +87,10 @@ ENV PORT=8080
 EXPOSE 8080
 STOPSIGNAL SIGTERM
 # The binary probes itself: the image has no curl and no shell. A probe is a start of
-# the binary (unpack, then Python): at most 1.1 s measured with the container held to
-# 0.25 CPU and its server under load (bench/RESULTS.md, `## Resources`), so a 5 s
-# timeout; below a quarter of a CPU, raise --health-timeout. A probe killed at its
-# timeout leaves its unpack, which the next start removes.
+# the binary (unpack, then Python); its worst case with the container held to a quarter
+# of a CPU and its server under load is in bench/RESULTS.md (`## Resources`), and the
+# timeout is over four times that; below a quarter of a CPU, raise --health-timeout. A
+# probe killed at its timeout leaves its unpack, which the next start removes.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["/hello", "healthcheck"]
 ENTRYPOINT ["/hello"]

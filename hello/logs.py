@@ -266,8 +266,10 @@ class AccessLogMiddleware:
         body = self.app(environ, recording_start_response)
         try:
             for chunk in body:
-                seen["bytes"] += len(chunk)
                 yield chunk
+                # counted once the server took it: a client gone mid-answer stops the
+                # iteration at the yield, and its chunk was not sent
+                seen["bytes"] += len(chunk)
         finally:
             if hasattr(body, "close"):
                 body.close()

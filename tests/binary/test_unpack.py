@@ -14,12 +14,14 @@ import pathlib
 import random
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
 from tests.binary.conftest import alive, descendants, pid1_of
-from tests.conftest import free_port, http_status, require, wait_until
+from tests.conftest import at_once, free_port, http_status, require, wait_until
+from tests.server.rawhttp import exchange, statuses
 
 pytestmark = [pytest.mark.binary, pytest.mark.slow]
 
@@ -61,9 +63,10 @@ class Group:
         self.process.communicate(timeout=10)
 
     def stop(self) -> int:
+        """SIGTERM, then its exit code; its stderr is kept in self.err."""
         if self.process.poll() is None:
             self.process.terminate()
-        self.process.communicate(timeout=20)
+        self.err = self.process.communicate(timeout=20)[1].decode(errors="replace")
         return self.process.returncode
 
 
@@ -208,3 +211,31 @@ def test_an_empty_tmpdir_means_tmp_not_the_root_directory(binary):
         assert own, "not in /tmp either"
     finally:
         assert group.stop() == 0
+
+
+def test_a_full_tmp_does_not_touch_uploads_or_the_servers_health(binary, tmpfs):
+    """Bodies past 512 KB and answers past 1 MiB waited in temp files: on a full 48 MiB
+    tmpfs, 60 concurrent 1 MiB uploads got resets, truncated 200s and 60 s hangs, the
+    access log said 200 for each, and every connection logged a traceback. Nothing but
+    the unpack goes to $TMPDIR now."""
+    tmpdir = tmpfs("48m")
+    server, port = serving(binary, tmpdir)  # its unpack first, then nothing else fits
+    subprocess.run(["dd", "if=/dev/zero", f"of={tmpdir}/filler", "bs=1M", "count=64"],
+                   capture_output=True, timeout=60, check=False)
+    assert os.statvfs(tmpdir).f_bavail == 0
+    body = os.urandom(1 << 20)
+    results = []
+    guard = threading.Lock()
+
+    def upload():
+        payload = (b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        reply, closed = exchange(port, payload, timeout=30)
+        with guard:
+            results.append((statuses(reply)[:1], reply.endswith(body), closed))
+
+    at_once(upload, 60)
+    assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
+    assert server.stop() == 0
+    assert results == [([200], True, True)] * 60
+    assert '"level":"error"' not in server.err and "No space" not in server.err, server.err

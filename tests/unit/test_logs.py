@@ -151,6 +151,24 @@ def test_access_middleware_records_status_bytes_and_duration():
     assert line["duration_ms"] >= 0
 
 
+def test_access_line_counts_only_the_bytes_the_server_took():
+    """A client gone mid-answer: waitress stops asking for chunks (it closes the body at
+    the one it could not send), and the line says what went out, not what the app made."""
+    writer, out, _ = make_writer()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"abc", b"defg", b"hi"]
+
+    chunks = AccessLogMiddleware(app, writer)({"REQUEST_METHOD": "GET", "PATH_INFO": "/"},
+                                              lambda status, headers, exc_info=None: None)
+    assert next(chunks) == b"abc"  # sent
+    assert next(chunks) == b"defg"  # handed over, and its send failed
+    chunks.close()
+    line = json.loads(out.getvalue())
+    assert (line["status"], line["bytes"]) == (200, 3)
+
+
 def test_access_line_level_and_exact_duration(monkeypatch):
     writer, out, _ = make_writer()
     clock = iter([1.0, 1.0123456])
