@@ -91,7 +91,7 @@ STOPSIGNAL SIGTERM
 # of a CPU and its server under load is in bench/RESULTS.md (`## Resources`), and the
 # timeout is over four times that; below a quarter of a CPU, raise --health-timeout. A
 # probe killed at its timeout leaves its unpack, which the next start removes.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=6s --start-period=5s --retries=3 \
     CMD ["/hello", "healthcheck"]
 ENTRYPOINT ["/hello"]
 CMD ["serve"]

@@ -205,6 +205,92 @@ def idle_memory(binary) -> str:
     return f"{int(stat['rss']) / MIB:.1f} + {int(stat['shmem']) / MIB:.1f} MB"
 
 
+def full_tmp(binary) -> str:
+    """A 48 MiB tmpfs holding the unpack and all but 4 MiB of filler (as a container's
+    only /tmp fills up), then 60 concurrent 1 MiB echoes: whole 200s, and the rest."""
+    with tmpfs("48m") as tmpdir:
+        server, port = serve(binary, tmpdir)
+        stat = os.statvfs(tmpdir)
+        subprocess.run(["dd", "if=/dev/zero", f"of={tmpdir}/filler", "bs=1M",
+                        f"count={stat.f_bavail * stat.f_frsize // MIB - 4}"],
+                       capture_output=True, timeout=60, check=True)
+        body = os.urandom(MIB)
+        outcomes: list[str] = []
+
+        def upload():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: b\r\nConnection: close\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % MIB + body)
+                    reply = b""
+                    while chunk := sock.recv(65536):
+                        reply += chunk
+                outcomes.append("whole" if reply.endswith(body) else "cut" if reply else "empty")
+            except TimeoutError:
+                outcomes.append("hung")
+            except OSError:
+                outcomes.append("reset")
+        threads = [threading.Thread(target=upload) for _ in range(60)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        end(server)
+    return ", ".join(f"{outcomes.count(kind)} {kind}" for kind in
+                     ("whole", "cut", "empty", "reset", "hung") if outcomes.count(kind))
+
+
+def stalled_logs(binary) -> str:
+    """stdout and stderr pipes nobody reads, on a nearly full 48 MiB tmpfs (as in
+    full_tmp: the old binary wrote an error line for each upload it could not spill),
+    300 uploads in waves: then /healthz, then SIGTERM."""
+    with tmpfs("48m") as tmpdir:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        port = free_port()
+        process = subprocess.Popen([str(binary), "serve", "--host", "127.0.0.1", "--port",
+                                    str(port)], env={**os.environ, "TMPDIR": str(tmpdir)},
+                                   stdout=out_write, stderr=err_write, start_new_session=True)
+        os.close(out_write)
+        os.close(err_write)
+        try:
+            deadline = time.monotonic() + 30
+            while status_of(port, "/healthz", 0.5) != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stat = os.statvfs(tmpdir)
+            subprocess.run(["dd", "if=/dev/zero", f"of={tmpdir}/filler", "bs=1M",
+                            f"count={stat.f_bavail * stat.f_frsize // MIB - 4}"],
+                           capture_output=True, timeout=60, check=True)
+            payload = (b"POST /echo HTTP/1.1\r\nHost: b\r\nConnection: close\r\n"
+                       b"Content-Length: %d\r\n\r\n" % MIB + os.urandom(MIB))
+
+            def upload():
+                with contextlib.suppress(OSError):
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                        sock.sendall(payload)
+                        while sock.recv(65536):
+                            pass
+            for _ in range(5):
+                threads = [threading.Thread(target=upload) for _ in range(60)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(30)
+            health = status_of(port, "/healthz", 2)
+            began = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(15)
+                ended = f"SIGTERM: exit {code} in {time.monotonic() - began:.1f} s"
+            except subprocess.TimeoutExpired:
+                ended = "SIGTERM: still running after 15 s"
+        finally:
+            end(process)
+            os.close(out_read)
+            os.close(err_read)
+    return f"/healthz {health}; {ended}"
+
+
 def gave_up(binary, clients: int) -> str:
     """clients ask ?wait=30s and give up after 3 s: CLOSE-WAIT left, then GET /."""
     with tmpfs("64m") as tmpdir:
@@ -387,12 +473,14 @@ def main() -> int:
                                 + b"x" * MIB)),
         ("3. 160 MiB cgroup, 300 unread pipelines of 200",
          lambda b: memory_flood(b, b"GET /openapi.json HTTP/1.1\r\nHost: b\r\n\r\n" * 200)),
+        ("2. full 48 MiB /tmp, 60 concurrent 1 MiB echoes", full_tmp),
         ("4. 1000 clients give up on ?wait=30s", lambda b: gave_up(b, 1000)),
         ("4. after 300 flooders of ?wait=2s leave, GET / 200 in",
          lambda b: after_flood(b, 300, 10 if quick else 30)),
         ("5. probes at --connection-limit 20, 300 reconnecting",
          lambda b: probe_lane(b, 200 if quick else 1000)),
         ("6. nofile=64, 200 clients at once", low_fds),
+        ("7. both log pipes unread, nearly full /tmp, 300 uploads", stalled_logs),
         ("8. exit statuses", exit_statuses),
         ("9. /readyz caching", no_store),
         ("probe wall time, no CPU limit, server loaded", lambda b: probe_cost(b, None, 5 if quick else 15)),

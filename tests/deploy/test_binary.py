@@ -89,7 +89,7 @@ def test_service_runs_as_a_dynamic_user_under_the_units_hardening(droplet, base,
 
 def test_unit_exposure_is_ok_by_systemd_analyze_security(droplet, base, releases, record_property):
     """The hardening as installed (with hello-ctl's drop-in), scored by systemd
-    itself: 'OK' is 2.0 or lower. README.md quotes the figure."""
+    itself: 'OK' is 2.0 or lower. docs/deploy.md quotes the figure."""
     ensure(droplet, base, releases[0])
     out = droplet.ssh("systemd-analyze security --no-pager hello.service").stdout
     line = out.strip().splitlines()[-1]
