@@ -3,9 +3,9 @@ checkout, `sh fails` blocks expected to fail, `sh ci-only` blocks held to what e
 (they need CircleCI). The deploy steps go to a test droplet of the tutorial's own.
 
 What the runner gives the blocks, and nothing else: the checkout's venvs (VENV and
-HELLO_BUILD_VENV, so the clone builds nothing twice), a /30 of its own for its
-droplet (HELLO_DROPLET_NET), and for step 1 a network namespace of its own, where
-port 8080 is free whatever runs on this machine.
+HELLO_BUILD_VENV) and staticx sdist (STATICX_SDIST), so the clone builds nothing twice
+and needs no network; a /30 of its own for its droplet (HELLO_DROPLET_NET); and for
+step 1 a network namespace of its own, where port 8080 is free whatever runs here.
 """
 
 from __future__ import annotations
@@ -48,23 +48,25 @@ def test_its_ci_only_steps_name_what_exists():
 
 
 def version_of(output: str) -> dict:
-    """The last JSON object a block printed (its curl of /version)."""
-    line = [line for line in output.splitlines() if line.startswith("{")][-1]
-    return json.loads(line)
+    """The last /version answer a block printed (a log line is JSON too)."""
+    objects = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [each for each in objects if "commit" in each][-1]
 
 
 @pytest.mark.timeout(1800)
 def test_the_tutorial_runs_as_written(tmp_path):
     require(os.geteuid() == 0, "needs root (a network namespace, the test droplet)")
-    require(all(os.path.exists(path) for path in (ROOT / ".venv" / "bin" / "ruff",
-                                                  ROOT / ".pyinstaller" / "venv")),
-            "needs the checkout's venvs (make venv, make binary)")
+    sdists = sorted((ROOT / ".pyinstaller").glob("staticx-*.tar.gz"))
+    require(bool(sdists) and all(os.path.exists(path) for path in (
+        ROOT / ".venv" / "bin" / "ruff", ROOT / ".pyinstaller" / "venv")),
+        "needs the checkout's venvs and staticx sdist (make venv, make binary)")
     clone = tmp_path / "hello"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
     for made in ("requirements/test.txt", "setup.cfg", "pyproject.toml"):
         os.utime(clone / made, (0, 0))  # older than the checkout's venv: make reuses it
     env = {**os.environ, "VENV": str(ROOT / ".venv"),
            "HELLO_BUILD_VENV": str(ROOT / ".pyinstaller" / "venv"),
+           "STATICX_SDIST": str(sdists[-1]),
            "HELLO_DROPLET_NET": "10.231.7"}
     env.pop("HELLO_COMMIT", None)
     first = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True,

@@ -191,15 +191,19 @@ def test_closed_connections_give_back_what_they_held(budgeted):
     wait_until(lambda: server.budget.held == 0, 5, what="the reservations given back")
 
 
-def test_queued_pipelined_requests_are_counted_until_served(budgeted):
+def test_a_pipelined_batch_is_parsed_as_its_queue_drains_and_counted_until_served(budgeted):
     server = budgeted(limit=1 << 20, threads=1)
     blocker = server.connect()
     blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
     assert server.blocked.acquire(timeout=5)
     client = server.connect()
-    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
-    wait_until(lambda: server.budget.held >= 50 * PARSED_REQUEST_BYTES, 5,
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    client.sendall(request * 50)
+    queued = 2  # channel_request_lookahead=1: the one waiting and one more
+    wait_until(lambda: server.budget.held >= (1 + queued) * PARSED_REQUEST_BYTES, 5,
                what="the queued requests counted")
+    channel = server.channel(client)
+    assert len(channel.requests) == queued and channel.unparsed == request * (50 - queued)
     server.release.set()
     for _ in range(50):
         assert answer(client)[0] == 200
