@@ -57,7 +57,7 @@ TMPFS_VARIANT = "dist/hello, TMPDIR on tmpfs"
 NAIVE_SPEC = """
 import os, shutil, subprocess, tempfile
 from PyInstaller.utils.hooks import copy_metadata
-# waitress's dist-info: hello/waitress_internals.py checks the version at import
+# waitress's dist-info: hello/waitress_version.py checks the version at import
 a = Analysis([{entry!r}], pathex=[{root!r}],
              datas=[({openapi!r}, "hello"), *copy_metadata("waitress")])
 fixed = tempfile.mkdtemp(prefix="naive-bins-")

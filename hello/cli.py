@@ -1,8 +1,8 @@
 """The command line: `hello [serve]`, `hello healthcheck`, `hello version`.
 
-Exit codes: 0 fine, 1 failure (a failed health check, a port in use), 2 usage
-(a bad flag, variable or value: one line on stderr naming it). Flask is only
-imported by `serve`, so `--help`, `version` and `healthcheck` stay fast.
+Exit statuses are hello/lifecycle.py's (2 for usage: one line on stderr naming the
+bad flag, variable or value). Flask is only imported by `serve`, so `--help`,
+`version` and `healthcheck` stay fast.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import signal
 import sys
 
 from hello import config
-
-EXIT_USAGE = 2
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+from hello.lifecycle import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, STOP_SIGNALS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,7 +96,7 @@ def _healthcheck(args, env) -> int:
         return _usage_error(f"--commit: {commit!r} is not a commit (7-40 hex digits)")
     ok, reason = probe(url, timeout, commit)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 1
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def _own_healthcheck(args, env, timeout: float) -> int:
@@ -116,7 +114,7 @@ def _own_healthcheck(args, env, timeout: float) -> int:
         return _usage_error(str(error))
     ok, reason = probe_own(port, args.own, timeout)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 1
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def _check_env(args) -> int:
@@ -133,7 +131,7 @@ def _check_env(args) -> int:
         return _usage_error(f"{name}: not UTF-8 text")
     except config.ConfigError as error:
         return _usage_error(f"{name} {error}")
-    return 0
+    return EXIT_OK
 
 
 def _hold_stop_signals() -> list[int]:
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None, env: dict | None = None) -> int:
             print(json.dumps(buildinfo.build_info(), sort_keys=True))
         else:
             print(buildinfo.version_line())
-        return 0
+        return EXIT_OK
     if args.command == "healthcheck":
         return _healthcheck(args, env)
     if args.command == "check-env":

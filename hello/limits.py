@@ -19,8 +19,9 @@ import dataclasses
 import resource
 
 from hello import memory
+from hello.admission import CONNECTION_HEADROOM
+from hello.connection_limit import ACCEPT_BATCH
 from hello.logs import LogWriter
-from hello.waitress_internals import ACCEPT_BATCH, CONNECTION_HEADROOM
 
 FDS_PER_CONNECTION = 1
 # listener, trigger pipe, stdio, the unpack folder's lock, Python's own (measured: 9 open

@@ -9,7 +9,7 @@ container past its limit in 15 s. So at start hello reads its cgroup's limit (v2
 and what it already holds (anonymous memory and tmpfs pages, which its own unpack
 is: page cache the kernel can drop does not count), and keeps what clients make it
 buffer inside the rest, less headroom and the cost of its connections. Past that,
-new work is answered 503 with Retry-After (hello/waitress_internals.py) instead of
+new work is answered 503 with Retry-After (hello/http_parser.py, hello/event_loop.py) instead of
 growing until the kernel kills it. Nothing spills to $TMPDIR: in every shape hello
 ships in, $TMPDIR is a tmpfs charged to the same limit, and a full one reset uploads.
 

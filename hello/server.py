@@ -10,7 +10,8 @@ ExecReload) must not drop requests in flight, and `hello` has nothing to reload.
 
 Loop-owned objects are only touched from the loop thread, through waitress's
 trigger (`pull_trigger(thunk)`), never from the signal handler. What happens
-inside waitress lives in hello/waitress_internals.py.
+inside waitress lives in hello/event_loop.py and the modules it names; the drain's
+steps in the loop are hello/drain.py's.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import sys
 import threading
 import time
 
-from hello import activation, buildinfo, bundles, limits, memory, waitress_internals
+from hello import activation, buildinfo, bundles, drain, limits, memory
+from hello.connection_limit import ACCEPT_BATCH
+from hello.event_loop import HelloServer
 from hello.forwarded import ForwardedMiddleware
+from hello.lifecycle import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, STOP_SIGNALS
 from hello.logs import AccessLogMiddleware, LogWriter
 
-EXIT_USAGE = 2
 DRAIN_POLL_SECONDS = 0.02
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The same waitress complaint (queue depth under load, a socket error) at most once
 # per this many seconds; the next line says how many were left out.
 REPEAT_SECONDS = 10.0
@@ -94,7 +96,7 @@ class Server:
 
     def __init__(self, settings, writer: LogWriter, sock: socket.socket,
                  budget: memory.Budget | None = None,
-                 accept_batch: int = waitress_internals.ACCEPT_BATCH):
+                 accept_batch: int = ACCEPT_BATCH):
         from hello.app import create_app  # Flask only when we really serve
 
         self.settings = settings
@@ -104,15 +106,14 @@ class Server:
         self._signal_name = ""
         self._signal_number = 0
         self._signal_at = 0.0
-        self.draining = threading.Event()
-        self.app = app = create_app(settings, is_ready=lambda: not self.draining.is_set(),
-                                    is_saturated=lambda: self.waitress.saturated())
+        self.app = app = create_app(settings, is_ready=lambda: not self.http.draining.is_set(),
+                                    is_saturated=lambda: self.http.saturated())
         if settings.access_log:
             app.wsgi_app = AccessLogMiddleware(app.wsgi_app, writer)
         if settings.trusted_proxies:
             app.wsgi_app = ForwardedMiddleware(app.wsgi_app, settings.trusted_proxies)
         self.sock = sock
-        self.waitress = waitress_internals.HelloServer(
+        self.http = HelloServer(
             app, sock,
             writer=writer if settings.access_log else None,
             header_timeout=settings.header_timeout,
@@ -131,8 +132,7 @@ class Server:
             # with --trusted-proxies, ForwardedMiddleware drops them for untrusted peers
             clear_untrusted_proxy_headers=not settings.trusted_proxies,
         )
-        self.waitress.hello_draining = self.draining
-        self._loop = threading.Thread(target=self.waitress.run, name="hello-loop",
+        self._loop = threading.Thread(target=self.http.run, name="hello-loop",
                                       daemon=True)
 
     @property
@@ -151,7 +151,7 @@ class Server:
                                          "signal": signal.Signals(signum).name})
             os._exit(128 + signum)
         self._signal_name = signal.Signals(signum).name
-        self.draining.set()
+        self.http.draining.set()
         self.stop_requested.set()
 
     def run(self) -> int:
@@ -165,7 +165,7 @@ class Server:
         while not self.stop_requested.wait(1.0):
             if not self._loop.is_alive():
                 self.writer.error("server loop died")
-                return 1
+                return EXIT_FAILURE
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + bundles.SWEEP_SECONDS
                 self.sweep_dead_unpacks(bundles.own_bundle())
@@ -191,7 +191,7 @@ class Server:
             finally:
                 done.set()
 
-        self.waitress.trigger.pull_trigger(run)
+        self.http.trigger.pull_trigger(run)
         return done.wait(timeout)
 
     def drain(self) -> int:
@@ -199,24 +199,24 @@ class Server:
                           timeout_s=self.settings.drain_timeout)
         started = time.monotonic()
         deadline = started + self.settings.drain_timeout
-        server = self.waitress
-        self._call_in_loop(lambda: waitress_internals.accept_queued_and_stop_listening(server))
-        while waitress_internals.busy_connections(server) and time.monotonic() < deadline:
-            self._call_in_loop(lambda: waitress_internals.close_idle(server, IDLE_GRACE_SECONDS))
+        server = self.http
+        self._call_in_loop(lambda: drain.accept_queued_and_stop_listening(server))
+        while drain.busy_connections(server) and time.monotonic() < deadline:
+            self._call_in_loop(lambda: drain.close_idle(server, IDLE_GRACE_SECONDS))
             time.sleep(DRAIN_POLL_SECONDS)
-        left = waitress_internals.busy_connections(server)
+        left = drain.busy_connections(server)
         if left:
             self.writer.error("drain timeout, closing connections", connections=left)
-        self._call_in_loop(lambda: waitress_internals.close_all(server), timeout=1.0)
+        self._call_in_loop(lambda: drain.close_all(server), timeout=1.0)
         self._loop.join(2.0)
-        self.waitress.task_dispatcher.shutdown(timeout=1.0)
-        waitress_internals.close_trigger(self.waitress)
+        self.http.task_dispatcher.shutdown(timeout=1.0)
+        drain.close_trigger(self.http)
         others = [t.name for t in threading.enumerate()
                   if t is not threading.current_thread()
                   and t.name not in (LogWriter.THREAD_NAME, LogWriter.ERR_THREAD_NAME)]
         self.writer.event("stopped", drained_ms=round((time.monotonic() - started) * 1000),
                           threads_left=len(others))
-        return 0
+        return EXIT_OK
 
 
 def serve(settings, held_signals: list[int]) -> int:
@@ -241,7 +241,7 @@ def _serve(settings, writer: LogWriter, held_signals: list[int]) -> int:
                                                                 settings.reuse_port)
     except activation.NotServable as error:
         writer.error(f"cannot serve fd {activation.LISTEN_FD} from LISTEN_FDS: {error}")
-        return 1
+        return EXIT_FAILURE
     except (socket.gaierror, UnicodeError):
         # the name does not resolve: a usage error, like any other bad --host
         print(f"hello: --host: {settings.host!r} does not resolve to an address",
@@ -249,12 +249,12 @@ def _serve(settings, writer: LogWriter, held_signals: list[int]) -> int:
         return EXIT_USAGE
     except OSError as error:
         writer.error(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}")
-        return 1
+        return EXIT_FAILURE
     import hello.app  # noqa: F401 (Flask's own memory is in the reading limits.fit takes)
 
     fitted = limits.fit(settings, writer)
     server = Server(fitted.settings, writer, sock, fitted.budget, fitted.accept_batch)
-    for signum in SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, server.on_signal)
     for signum in list(held_signals):
         server.on_signal(signum, None)

@@ -24,9 +24,9 @@ import time
 
 import pytest
 
+from hello.admission import CONNECTION_HEADROOM
 from hello.limits import fitting_open_files
 from hello.logs import STDOUT_QUEUE_LINES
-from hello.waitress_internals import CONNECTION_HEADROOM
 from tests.conftest import (
     ROOT,
     Service,

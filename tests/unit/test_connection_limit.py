@@ -20,9 +20,11 @@ import threading
 import time
 
 import pytest
+from waitress import wasyncore
 
-from hello import waitress_internals
-from hello.waitress_internals import CONNECTION_HEADROOM, HelloServer
+from hello import channel, connection_limit, drain, event_loop
+from hello.admission import CONNECTION_HEADROOM, PROBE_LANE
+from hello.event_loop import HelloServer
 from tests.conftest import wait_until
 from tests.server.rawhttp import statuses
 
@@ -93,8 +95,8 @@ class Loop:
         for client in self.clients:
             client.close()
         self.server.task_dispatcher.shutdown(timeout=5)
-        waitress_internals.close_all(self.server)
-        waitress_internals.close_trigger(self.server)
+        drain.close_all(self.server)
+        drain.close_trigger(self.server)
 
 
 @pytest.fixture
@@ -276,7 +278,7 @@ def test_drain_serves_what_the_kernel_queued_then_stops_listening(loop):
     server = loop(limit=10)
     asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     queued = [server.connect(asks), server.connect(asks)]
-    waitress_internals.accept_queued_and_stop_listening(server.server)
+    drain.accept_queued_and_stop_listening(server.server)
     assert all(server.channel(client) is not None for client in queued)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
@@ -284,7 +286,7 @@ def test_drain_serves_what_the_kernel_queued_then_stops_listening(loop):
     runner.start()
     for client in queued:
         assert reply(client).startswith(b"HTTP/1.1 200 OK\r\n")
-    waitress_internals.close_all(server.server)
+    drain.close_all(server.server)
     runner.join(5)
 
 
@@ -296,7 +298,7 @@ def test_the_deadlines_are_checked_once_a_second_not_every_turn(loop, monkeypatc
     for _ in range(3):
         server.readable()
     assert len(checks) == 1
-    assert server.next_channel_cleanup == pytest.approx(checks[0] + waitress_internals.MAINTENANCE_SECONDS)
+    assert server.next_channel_cleanup == pytest.approx(checks[0] + event_loop.MAINTENANCE_SECONDS)
 
 
 def _available(client: socket.socket) -> bytes:
@@ -319,10 +321,10 @@ def test_pipelined_health_is_answered_in_the_read_that_brought_it_a_few_at_a_tim
     server = loop(limit=10)
     server.busy(1)  # the only worker is held: nothing else answers meanwhile
     probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                           * (waitress_internals.LOOP_ANSWERS_PER_READ + 1))
+                           * (channel.LOOP_ANSWERS_PER_READ + 1))
     server.accept()  # accepted, read, answered: no further turn of the loop
     answers = _available(probe)
-    assert answers.count(b"HTTP/1.1 200 OK\r\n") == waitress_internals.LOOP_ANSWERS_PER_READ
+    assert answers.count(b"HTTP/1.1 200 OK\r\n") == channel.LOOP_ANSWERS_PER_READ
     assert server.queued() == 1  # the fifth, behind the held worker
 
 
@@ -348,7 +350,7 @@ def test_the_deadlines_are_checked_at_the_second_not_after_it(loop, monkeypatch)
     server = loop(limit=10).server
     checks = []
     monkeypatch.setattr(server, "maintenance", checks.append)
-    monkeypatch.setattr(waitress_internals.time, "time", lambda: 5000.0)
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
     server.next_channel_cleanup = 5000.0
     server.readable()
     assert checks == [5000.0]
@@ -364,7 +366,7 @@ def test_the_running_loop_answers_health_while_every_worker_is_busy(loop):
         assert reply(probe).startswith(b"HTTP/1.1 200 OK\r\n")
     finally:
         server.release.set()
-        server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
+        server.server.trigger.pull_trigger(lambda: drain.close_all(server.server))
         runner.join(5)
     assert not runner.is_alive()
 
@@ -397,7 +399,7 @@ def test_drain_stops_listening_even_when_the_fds_run_out_while_it_accepts(loop):
     asks = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     queued = [server.connect(asks) for _ in range(4)]
     with fds_left(1):
-        waitress_internals.accept_queued_and_stop_listening(server.server)
+        drain.accept_queued_and_stop_listening(server.server)
     assert not server.server.accepting
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
@@ -486,7 +488,7 @@ def test_an_evicted_connection_whose_request_came_whole_later_in_its_turn_is_kep
     try:
         assert reply(slow).startswith(b"HTTP/1.1 200 OK\r\n")
     finally:
-        server.server.trigger.pull_trigger(lambda: waitress_internals.close_all(server.server))
+        server.server.trigger.pull_trigger(lambda: drain.close_all(server.server))
         runner.join(5)
 
 
@@ -525,7 +527,7 @@ def test_a_body_that_cannot_spill_while_a_turn_makes_room_does_not_close_the_lis
     uploader.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 600_000)
     newcomer = server.connect()
     with fds_left(0):
-        waitress_internals.wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
+        wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
     assert server.server.accepting
     assert server.evicting() == [uploader]
     server.server.close_evicted()
@@ -549,7 +551,7 @@ def test_an_error_while_accepting_is_one_error_line_and_the_listener_stays_open(
 
     monkeypatch.setattr(server.server, "set_socket_options", broken)
     try:
-        waitress_internals.wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
+        wasyncore.readwrite(server.server, select.POLLIN)  # as poll2 does
     finally:
         logger.removeHandler(handler)
     assert server.server.accepting and server.server.socket is not None
@@ -566,12 +568,12 @@ def test_out_of_fds_with_nothing_to_evict_or_shed_the_listener_rests_a_moment(lo
     server = loop(limit=10)
     server.busy(1)  # a request in hand (never evicted), and no queue to shed
     clock = [100.0]
-    monkeypatch.setattr(waitress_internals.time, "monotonic", lambda: clock[0])
-    server.server._make_room_for_fds(None)
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    server.server._make_room_for_fds(connection_limit.Candidates(server.server))
     assert server.evicting() == []
     assert not server.server.readable()
     until = server.server._accept_paused_until
-    assert until == 100.0 + waitress_internals.FDS_RETRY_SECONDS
+    assert until == 100.0 + connection_limit.FDS_RETRY_SECONDS
     clock[0] = until - 0.001
     assert not server.server.readable()
     clock[0] = until  # the moment itself
@@ -584,7 +586,7 @@ def test_out_of_fds_a_turn_that_makes_room_goes_on_listening(loop, payload):
     server.busy(1)
     taken = server.connect(payload)
     server.accept()
-    server.server._make_room_for_fds(None)
+    server.server._make_room_for_fds(connection_limit.Candidates(server.server))
     assert server.evicting() == [taken]
     assert server.server.readable()
 
@@ -602,7 +604,7 @@ def test_drain_accepts_the_rest_of_the_backlog_past_a_connection_gone_already(lo
         options(conn)
 
     monkeypatch.setattr(server.server, "set_socket_options", first_one_gone)
-    waitress_internals.accept_queued_and_stop_listening(server.server)
+    drain.accept_queued_and_stop_listening(server.server)
     assert failed and server.channel(gone) is None and server.channel(kept) is not None
     assert not server.server.accepting
 
@@ -641,7 +643,7 @@ def test_probes_past_the_headroom_that_never_finish_do_not_pile_up(loop):
     server = loop(limit=1, threads=1 + CONNECTION_HEADROOM)
     server.busy(1 + CONNECTION_HEADROOM)
     probes = []
-    for _ in range(waitress_internals.PROBE_LANE + 5):
+    for _ in range(PROBE_LANE + 5):
         probes.append(server.connect(b"GET /healthz HTTP/1.1\r\n"))  # and the rest never
         server.accept()
         server.server.close_evicted()
@@ -652,7 +654,7 @@ def test_probes_past_the_headroom_that_never_finish_do_not_pile_up(loop):
 def test_past_the_headroom_a_full_lane_refuses_even_a_probe(loop, monkeypatch):
     server = loop(limit=1, threads=1 + CONNECTION_HEADROOM)
     server.busy(1 + CONNECTION_HEADROOM)
-    monkeypatch.setattr(server.server, "_lane_connections", lambda: waitress_internals.PROBE_LANE)
+    monkeypatch.setattr(server.server, "_lane_connections", lambda: PROBE_LANE)
     probe = server.connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     server.accept()
     try:

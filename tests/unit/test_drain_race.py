@@ -20,8 +20,8 @@ import threading
 
 import pytest
 
-from hello import waitress_internals
-from hello.waitress_internals import HelloServer
+from hello import drain
+from hello.event_loop import HelloServer
 from tests.conftest import ROOT, child_env, wait_until
 
 CLOSE = b"GET /nope?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -94,10 +94,10 @@ def test_a_worker_pulling_the_trigger_after_its_connection_closed_survives_close
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 404 ")
         # Server.drain, while the worker is still in service()
-        in_loop(lambda: waitress_internals.accept_queued_and_stop_listening(server))
-        wait_until(lambda: not waitress_internals.busy_connections(server), timeout=5,
+        in_loop(lambda: drain.accept_queued_and_stop_listening(server))
+        wait_until(lambda: not drain.busy_connections(server), timeout=5,
                    what="the connection to close")
-        in_loop(lambda: waitress_internals.close_all(server))
+        in_loop(lambda: drain.close_all(server))
         loop.join(5)
         assert not loop.is_alive()
         go_on.set()  # the worker writes to the trigger now
@@ -107,7 +107,7 @@ def test_a_worker_pulling_the_trigger_after_its_connection_closed_survives_close
         go_on.set()
         logger.removeHandler(records)
     assert [record.getMessage() for record in records.records] == []
-    waitress_internals.close_trigger(server)  # Server.drain, after the workers stopped
+    drain.close_trigger(server)  # Server.drain, after the workers stopped
     assert server.trigger._closed
 
 
@@ -141,7 +141,7 @@ def _one_connection():
 
 
 def _close_all_in_a_thread(server) -> threading.Thread:
-    closer = threading.Thread(target=waitress_internals.close_all, args=(server,), daemon=True)
+    closer = threading.Thread(target=drain.close_all, args=(server,), daemon=True)
     closer.start()
     return closer
 
@@ -152,7 +152,7 @@ def test_close_all_closes_a_listener_still_open_but_not_the_trigger():
     runs), or wrote its byte into whatever file took the pipe's fd number."""
     server, channel, client = _one_connection()
     port = server.getsockname()[1]
-    waitress_internals.close_all(server)
+    drain.close_all(server)
     assert not server.trigger._closed
     server.pull_trigger()  # what a worker that just answered does
     assert not server._map and not channel.connected
@@ -160,7 +160,7 @@ def test_close_all_closes_a_listener_still_open_but_not_the_trigger():
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     client.close()
     server.task_dispatcher.shutdown(timeout=5)
-    waitress_internals.close_trigger(server)
+    drain.close_trigger(server)
     assert server.trigger._closed
 
 
@@ -183,7 +183,7 @@ def test_close_all_waits_for_a_worker_that_is_still_sending():
     finally:
         client.close()
         server.task_dispatcher.shutdown(timeout=5)
-        waitress_internals.close_trigger(server)
+        drain.close_trigger(server)
 
 
 def test_close_all_wakes_a_worker_waiting_for_the_loop():
@@ -202,22 +202,23 @@ def test_close_all_wakes_a_worker_waiting_for_the_loop():
     try:
         thread.start()
         assert waiting.wait(5)
-        waitress_internals.close_all(server)  # takes the lock once the worker waits
+        drain.close_all(server)  # takes the lock once the worker waits
         thread.join(6)
         assert woken == [True]
         assert not channel.connected
     finally:
         client.close()
         server.task_dispatcher.shutdown(timeout=5)
-        waitress_internals.close_trigger(server)
+        drain.close_trigger(server)
 
 
 STUCK_LOOP = """
 import threading
-from hello import config, server, waitress_internals
+from hello import config, server
+from hello.event_loop import HelloServer
 from hello.logs import LogWriter
 
-waitress_internals.HelloServer.run = lambda self: threading.Event().wait()  # never ends
+HelloServer.run = lambda self: threading.Event().wait()  # never ends
 sock = server.bind_listener("127.0.0.1", 0, False)
 hello = server.Server(config.load({}, {}), LogWriter("json"), sock)
 hello._loop.start()

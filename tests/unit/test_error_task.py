@@ -10,9 +10,9 @@ import threading
 import time
 import types
 
-from hello import waitress_internals
+from hello import drain, tasks
+from hello.event_loop import HelloServer
 from hello.logs import LogWriter
-from hello.waitress_internals import HelloServer
 
 
 def _app(environ, start_response):  # never reached: waitress answers before any app
@@ -25,7 +25,7 @@ def test_an_answer_waitress_builds_is_logged_with_its_duration_in_ms(monkeypatch
     clock = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time)
                                      if not name.startswith("_")})
     clock.perf_counter = lambda: next(readings)
-    monkeypatch.setattr(waitress_internals, "time", clock)
+    monkeypatch.setattr(tasks, "time", clock)
     out = io.StringIO()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -43,10 +43,10 @@ def test_an_answer_waitress_builds_is_logged_with_its_duration_in_ms(monkeypatch
             while chunk := client.recv(65536):
                 answer += chunk
     finally:
-        server.trigger.pull_trigger(lambda: waitress_internals.close_all(server))
+        server.trigger.pull_trigger(lambda: drain.close_all(server))
         loop.join(5)
         server.task_dispatcher.shutdown(timeout=5)
-        waitress_internals.close_trigger(server)
+        drain.close_trigger(server)
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     [line] = [json.loads(line) for line in out.getvalue().splitlines()]
     assert line["status"] == 400 and line["duration_ms"] == 12.346  # ms, to the microsecond

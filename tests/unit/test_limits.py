@@ -14,8 +14,9 @@ import json
 import pytest
 
 from hello import limits, memory
+from hello.admission import CONNECTION_HEADROOM
+from hello.connection_limit import ACCEPT_BATCH
 from hello.logs import LogWriter
-from hello.waitress_internals import ACCEPT_BATCH, CONNECTION_HEADROOM
 
 INF = limits.resource.RLIM_INFINITY
 MIB = 1 << 20

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from hello import memory, waitress_internals
-from hello.waitress_internals import PARSED_REQUEST_BYTES, HelloServer
+from hello import drain, memory
+from hello.event_loop import HelloServer
+from hello.http_parser import PARSED_REQUEST_BYTES, Discarded
 from tests.conftest import wait_until
 
 KB = 1024
@@ -70,9 +71,9 @@ class Budgeted:
         for client in self.clients:
             client.close()
         self.server.task_dispatcher.shutdown(timeout=5)
-        self.server.trigger.pull_trigger(lambda: waitress_internals.close_all(self.server))
+        self.server.trigger.pull_trigger(lambda: drain.close_all(self.server))
         self.loop.join(5)
-        waitress_internals.close_trigger(self.server)
+        drain.close_trigger(self.server)
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_a_body_past_the_budget_is_read_to_its_end_not_held_then_answered_503(bu
     channel = server.channel(client)
     wait_until(lambda: channel.request is not None and channel.request.body_rcv is not None
                and len(channel.request.body_rcv) == 200 * KB - 1, 5, what="the body read")
-    assert isinstance(channel.request.body_rcv.getbuf(), waitress_internals.Discarded)
+    assert isinstance(channel.request.body_rcv.getbuf(), Discarded)
     assert server.budget.held == 0
     client.sendall(b"x")  # the whole body went out: no reset
     status, headers, body = answer(client)

@@ -8,7 +8,7 @@ import pytest
 from waitress.adjustments import Adjustments
 from waitress.utilities import RequestEntityTooLarge
 
-from hello.waitress_internals import HelloParser
+from hello.http_parser import HelloParser
 
 LIMIT = 10  # --max-body-bytes; waitress is given one more (hello/server.py)
 

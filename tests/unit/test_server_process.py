@@ -10,12 +10,13 @@ import io
 import json
 import time
 
-from hello import server, waitress_internals
+from hello import drain, server
+from hello.event_loop import HelloServer
 from hello.logs import LogWriter
 
 
 def test_a_server_whose_loop_dies_says_so_and_exits_1(monkeypatch, settings):
-    monkeypatch.setattr(waitress_internals.HelloServer, "run", lambda self: None)  # died at once
+    monkeypatch.setattr(HelloServer, "run", lambda self: None)  # died at once
     out, err = io.StringIO(), io.StringIO()
     sock = server.bind_listener("127.0.0.1", 0, False)
     hello = server.Server(settings, LogWriter("json", out=out, err=err), sock)
@@ -26,9 +27,9 @@ def test_a_server_whose_loop_dies_says_so_and_exits_1(monkeypatch, settings):
         # task that long after its loop died, not two seconds or more
         assert 1.0 <= time.monotonic() - started < 1.8
     finally:
-        hello.waitress.task_dispatcher.shutdown(timeout=5)
-        waitress_internals.close_all(hello.waitress)
-        waitress_internals.close_trigger(hello.waitress)
+        hello.http.task_dispatcher.shutdown(timeout=5)
+        drain.close_all(hello.http)
+        drain.close_trigger(hello.http)
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["listening"]
     (line,) = [json.loads(line) for line in err.getvalue().splitlines()]
     del line["time"]
