@@ -1,14 +1,24 @@
-"""The command line: subcommands, exit codes and one-line usage errors."""
+"""The command line: subcommands, exit codes and one-line usage errors (every bad input
+to `hello serve` that once escaped: exit 2 and one line, never a traceback).
 
+Every `--help` page is held to the byte: they are kept in tests/unit/help/ (argparse's
+layout, at 100 columns). After a deliberate change to a flag or its help, rewrite them
+with `python -m tests.unit.test_cli` and read the diff.
+"""
+
+import contextlib
+import io
 import json
+import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from hello import __version__, buildinfo
+from hello import __version__, buildinfo, cli
 from hello.config import OPTIONS
-from tests.conftest import ROOT, child_env
+from tests.conftest import ROOT, child_env, free_port
 
 
 def run_cli(*args, env=None):
@@ -267,3 +277,95 @@ def test_a_serve_that_stops_at_a_usage_error_gives_the_stop_signals_back(capsys)
     assert cli.main(["serve", "--threads", "0"], env={}) == 2
     assert {signum: signal.getsignal(signum) for signum in before} == before
     assert capsys.readouterr().err == "hello: --threads: '0' is not a thread count (1-256)\n"
+
+
+def run_serve(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "hello", "serve", *args], capture_output=True,
+                          check=False, cwd=ROOT, timeout=30,
+                          env=child_env({"PATH": "/usr/bin:/bin", **(env or {})}))
+
+
+def assert_usage(result, needle: bytes):
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(b"hello: "), result.stderr
+    assert result.stderr.count(b"\n") == 1, result.stderr
+    assert needle in result.stderr, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["--host", "a..b"], {}, b"--host: 'a..b' is not a host name or IP address"),
+    (["--host=-x.example"], {}, b"is not a host name or IP address"),
+    ([], {"HELLO_HOST": "a" * 64 + ".example"}, b"HELLO_HOST: "),
+    ([b"--message", b"\xff\xfe"], {}, b"--message: '\\udcff\\udcfe' is not valid UTF-8"),
+    ([], {"HELLO_MESSAGE": "x" * 100_000}, b"HELLO_MESSAGE: 'xxx"),
+    (["--message", "\u00e9" * 3000], {}, b"is longer than 4096 bytes"),
+    (["--port", " 8080"], {}, b"--port: ' 8080' is not a port number"),
+    (["--port", "8_080"], {}, b"--port: '8_080' is not a port number"),
+    (["--port", "\u0668\u0660\u0668\u0660"], {}, b"--port: '\\u0668\\u0660\\u0668\\u0660' is not a port"),
+    ([], {"HELLO_THREADS": "+8"}, b"HELLO_THREADS: '+8' is not a thread count"),
+    (["--drain-timeout", " 3s"], {}, b"--drain-timeout: ' 3s' is not a duration"),
+    (["--header-timeout", "0"], {}, b"--header-timeout: '0' is not a duration above 0s"),
+    (["--body-timeout", "1_0"], {}, b"--body-timeout: '1_0' is not a duration"),
+    (["--random-delay", "5s-1s"], {}, b"--random-delay: '5s-1s' needs MIN <= MAX"),
+    (["--random-delay", "fast"], {}, b"is not a range MIN-MAX"),
+    (["--random-error", "2"], {}, b"--random-error: '2' is not a rate between 0 and 1"),
+    (["--header", "X-Ok: fine", "--header", "Bad Name: x"], {}, b"--header: 'Bad Name: x' is not a header"),
+    (["--header", "X-Split: a\rb"], {}, b"is not a header"),
+    (["--header", "Content-Length: 5"], {}, b"sets Content-Length, which the server owns"),
+    ([], {"HELLO_HEADER": "X-A: 1\nnocolon"}, b"HELLO_HEADER: 'nocolon' is not a header"),
+    (["--trusted-proxies", "10.0.0.0/8,nonsense"], {}, b"is not a comma-separated list"),
+])
+def test_bad_serve_input_is_exit_2_and_one_line(args, env, needle):
+    assert_usage(run_serve(*args, env=env), needle)
+
+
+def test_a_host_that_does_not_resolve_is_exit_2():
+    result = run_serve("--host", "no-such-host.invalid", "--port", str(free_port()))
+    assert_usage(result, b"--host: 'no-such-host.invalid' does not resolve to an address")
+
+
+PAGES = pathlib.Path(__file__).with_name("help")
+COMMANDS = {"hello": [], "serve": ["serve"], "healthcheck": ["healthcheck"],
+            "version": ["version"], "check-env": ["check-env"]}
+
+
+def help_page(argv: list[str]) -> str:
+    """`hello ARGV --help` as printed, in this process (fast under mutation testing)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
+        cli.main([*argv, "--help"], env={})
+    assert exited.value.code == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_page_is_the_one_kept(name, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps at the terminal's width
+    assert help_page(COMMANDS[name]) == (PAGES / f"{name}.txt").read_text()
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["--help"]])
+def test_help_with_no_command_is_the_top_level_page(argv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.main(argv, env={})
+    assert out.getvalue() == (PAGES / "hello.txt").read_text()
+
+
+def test_an_error_in_a_command_is_one_line_like_the_top_level():
+    """Every command's parser is a _Parser: `hello: ...` and exit 2, not argparse's usage."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        cli.main(["healthcheck", "--timeout"], env={})  # the healthcheck parser's own error
+    assert exited.value.code == 2
+    assert err.getvalue() == "hello: argument --timeout: expected one argument (see 'hello --help')\n"
+
+
+if __name__ == "__main__":
+    os.environ["COLUMNS"] = "100"
+    for page, command in COMMANDS.items():
+        (PAGES / f"{page}.txt").write_text(help_page(command))
+    print(f"wrote {len(COMMANDS)} pages to {PAGES}", file=sys.stderr)

@@ -1,8 +1,17 @@
 """Settings precedence (flag > HELLO_* > platform env > default) and validation."""
 
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+
 import pytest
 
-from hello.config import OPTIONS, ConfigError, load, parse_duration
+from hello import cli
+from hello.config import OPTIONS, ConfigError, check_env_lines, load, parse_duration
+from tests.conftest import ROOT, child_env
 
 
 def test_defaults():
@@ -131,3 +140,166 @@ def test_message_may_be_4096_characters_not_more():
         load({"message": "m" * 4097}, {})
     assert str(raised.value).startswith("--message: 'mmm")
     assert str(raised.value).endswith("...' is longer than 4096 bytes")
+
+
+def error_of(name: str, raw: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load({name: raw}, {})
+    return str(caught.value)
+
+
+NOT_A_RANGE = "is not a range MIN-MAX of durations (like 10ms-500ms) or off"
+NOT_A_HEADER = "is not a header 'Name: value' (a token name; printable ASCII value)"
+NOT_NETWORKS = "is not a comma-separated list of addresses or CIDR networks"
+NOT_A_RATE = "is not a rate between 0 and 1 (like 0.05)"
+
+
+@pytest.mark.parametrize("name, raw, message", [
+    ("random_delay", "soon", f"--random-delay: 'soon' {NOT_A_RANGE}"),
+    ("random_delay", "10ms", f"--random-delay: '10ms' {NOT_A_RANGE}"),
+    ("random_delay", "1s-x", f"--random-delay: '1s-x' {NOT_A_RANGE}"),
+    ("random_delay", "2s-1s", "--random-delay: '2s-1s' needs MIN <= MAX <= 30s"),
+    ("random_delay", "1s-31s", "--random-delay: '1s-31s' needs MIN <= MAX <= 30s"),
+    ("random_error", "1.5", f"--random-error: '1.5' {NOT_A_RATE}"),
+    ("random_error", "2", f"--random-error: '2' {NOT_A_RATE}"),
+    ("random_error", ".5", f"--random-error: '.5' {NOT_A_RATE}"),
+    ("header", "X-Test", f"--header: 'X-Test' {NOT_A_HEADER}"),
+    ("header", "Bad Name: v", f"--header: 'Bad Name: v' {NOT_A_HEADER}"),
+    ("header", "X-A: v\x0c", f"--header: 'X-A: v\\x0c' {NOT_A_HEADER}"),
+    ("header", "X-A: caf\u00e9", f"--header: 'X-A: caf\\xe9' {NOT_A_HEADER}"),
+    ("header", "Server: mine", "--header: 'Server: mine' sets Server, which the server owns"),
+    ("header", "retry-after: 1", "--header: 'retry-after: 1' sets retry-after, which the server owns"),
+    ("trusted_proxies", "10.0.0.0/33", f"--trusted-proxies: '10.0.0.0/33' {NOT_NETWORKS}"),
+    ("trusted_proxies", "proxy.local", f"--trusted-proxies: 'proxy.local' {NOT_NETWORKS}"),
+    ("message", "\udcff", "--message: '\\udcff' is not valid UTF-8"),
+])
+def test_a_bad_value_gets_this_exact_line(name, raw, message):
+    assert error_of(name, raw) == message
+
+
+@pytest.mark.parametrize("raw, bounds", [
+    ("off", (0.0, 0.0)), ("0", (0.0, 0.0)), ("10ms-500ms", (0.01, 0.5)),
+    ("1s-1s", (1.0, 1.0)), ("0-30s", (0.0, 30.0)),
+])
+def test_delay_ranges_accepted_at_their_edges(raw, bounds):
+    assert load({"random_delay": raw}, {}).random_delay == bounds
+
+
+@pytest.mark.parametrize("raw, rate", [("0", 0.0), ("1", 1.0), ("1.0", 1.0), ("0.05", 0.05)])
+def test_rates_accepted_at_their_edges(raw, rate):
+    assert load({"random_error": raw}, {}).random_error == rate
+
+
+def test_a_header_value_keeps_its_colons_and_loses_only_outer_blanks():
+    assert load({"header": "X-A: \t a:b X\t "}, {}).header == (("X-A", "a:b X"),)
+
+
+def test_trusted_proxies_take_commas_without_spaces_and_host_bits():
+    assert load({"trusted_proxies": "10.0.0.1/8,192.168.1.1"}, {}).trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.1/32"))
+
+
+@pytest.mark.parametrize("length, shown", [
+    (80, "'" + "a" * 80 + "'"),
+    (81, "'" + "a" * 77 + "...'"),
+])
+def test_a_long_bad_value_is_cut_to_80_characters(length, shown):
+    assert error_of("header", "a" * length) == f"--header: {shown} {NOT_A_HEADER}"
+
+
+def test_env_file_comments_blanks_and_values_as_written():
+    lines = ["# a comment\n", "   # an indented one\n", "\n", "  \n", "PORT=8080\n",
+             "HELLO_MESSAGE=hi\tthere X  \n", "HELLO_HEADER=X-A: 1"]
+    assert check_env_lines(lines) == [("PORT", "8080"), ("HELLO_MESSAGE", "hi\tthere X  "),
+                                      ("HELLO_HEADER", "X-A: 1")]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("HELLO_MESSAGE=a\rb", "line 1: HELLO_MESSAGE: control characters are not allowed "
+                           "(systemd ends a line at CR, docker does not)"),
+    ("HELLO_MESSAGE=a\x01b", "line 1: HELLO_MESSAGE: control characters are not allowed "
+                             "(systemd ends a line at CR, docker does not)"),
+    ("HELLO_MESSAGE=a\x7fb", "line 1: HELLO_MESSAGE: control characters are not allowed "
+                             "(systemd ends a line at CR, docker does not)"),
+    ("HELLO_MESSAGE='hi'", "line 1: HELLO_MESSAGE: quotes and backslashes are not allowed "
+                           "(systemd and docker read them differently)"),
+    ("HELLO_MESSAGE=a\\nb", "line 1: HELLO_MESSAGE: quotes and backslashes are not allowed "
+                            "(systemd and docker read them differently)"),
+    ("HELLO_THREADS=8X\n", "line 1: HELLO_THREADS: '8X' is not a thread count (1-256)"),
+])
+def test_env_file_bad_value_lines_exactly(line, message):
+    with pytest.raises(ConfigError) as caught:
+        check_env_lines(["# first\n", line])
+    assert str(caught.value) == message.replace("line 1", "line 2")
+
+
+def test_env_file_unknown_key_lists_the_known_ones():
+    with pytest.raises(ConfigError) as caught:
+        check_env_lines(["FOO=1"])
+    message = str(caught.value)
+    head = "line 1: FOO is not PORT or a HELLO_* setting ("
+    assert message.startswith(head) and message.endswith(")"), message
+    known = message[len(head):-1].split(", ")
+    assert "PORT" in known and "HELLO_MESSAGE" in known and known == sorted(known), known
+
+
+def test_check_env_reads_utf8_whatever_the_locale(tmp_path):
+    """A droplet's root shell may run in the POSIX locale, where Python's default
+    encoding is ASCII: the file is still read as UTF-8."""
+    env_file = tmp_path / "hello.env"
+    env_file.write_text("HELLO_MESSAGE=caf\u00e9\n", encoding="utf-8")
+    env = child_env({"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0",
+                     "PYTHONUTF8": "0"})
+    result = subprocess.run([sys.executable, "-m", "hello", "check-env", str(env_file)], cwd=ROOT,
+                            env={**env, **({"PYTHONHOME": os.environ["PYTHONHOME"]}
+                                          if "PYTHONHOME" in os.environ else {})},
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "hello: {path}: No such file or directory\n"),
+    (b"HELLO_MESSAGE=caf\xe9\n", "hello: {path}: not UTF-8 text\n"),
+])
+def test_check_env_unreadable_files_exactly(tmp_path, capsys, content, message):
+    path = tmp_path / "hello.env"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["check-env", str(path)]) == 2
+    assert capsys.readouterr().err == message.format(path=path)
+
+
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "::1", "0.0.0.0", "localhost", "example.com.", "a-b.c9", "A.B", "x" * 63 + ".io",
+    ".".join(["a" * 63] * 3 + ["a" * 61]),  # 253 characters
+])
+def test_hosts_that_are_accepted_as_written(host):
+    assert load({"host": host}, {}).host == host
+
+
+@pytest.mark.parametrize("host", [
+    "a..b", "-a.com", "a-.com", "x" * 64 + ".io", ".".join(["a" * 63] * 3 + ["a" * 62]), "exa mple",
+    "localhost..", ".", "a_b", "é.com", "1.2.3.4:80",
+])
+def test_hosts_that_are_refused_with_one_line(host):
+    with pytest.raises(ConfigError) as refused:
+        load({"host": host}, {})
+    assert str(refused.value).endswith("is not a host name or IP address")
+
+
+@pytest.mark.parametrize("name, raw, value", [
+    ("port", "65535", 65535), ("port", "0000065535", 65535), ("threads", "256", 256),
+    ("drain_timeout", "3600", 3600.0), ("header_timeout", "3600s", 3600.0),
+])
+def test_values_at_the_top_of_their_range_are_accepted(name, raw, value):
+    assert getattr(load({name: raw}, {}), name) == value
+
+
+@pytest.mark.parametrize("name, raw, message", [
+    ("port", "00000000080", "--port: '00000000080' is not a port number (1-65535)"),
+    ("drain_timeout", "3601", "--drain-timeout: '3601' is more than 3600s"),
+])
+def test_values_just_past_their_range_are_refused_exactly(name, raw, message):
+    with pytest.raises(ConfigError) as refused:
+        load({name: raw}, {})
+    assert str(refused.value) == message

@@ -9,6 +9,8 @@ its request: never longer than --timeout, whatever the interpreter's start-up co
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, child_env, wait_until
+from hello import healthcheck
+from tests.conftest import ROOT, child_env, full_listen_backlog, wait_until
 
 TIMEOUT_S = 1.0
 # a probe gives up this soon after its deadline (measured by the stub, start-up excluded)
@@ -136,7 +139,7 @@ def stub():
         one.close()
 
 
-def healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.CompletedProcess, float]:
+def run_healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.CompletedProcess, float]:
     began = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "hello", "healthcheck", "--url", url,
                              "--timeout", f"{timeout:g}s"],
@@ -148,7 +151,7 @@ def healthcheck(url: str, timeout: float = TIMEOUT_S) -> tuple[subprocess.Comple
 @pytest.mark.parametrize("behaviour", ["200", "200 with a large body"])
 def test_200_is_healthy_exit_0_one_line_on_stdout(stub, behaviour):
     server = stub(behaviour)
-    result, took = healthcheck(server.url)
+    result, took = run_healthcheck(server.url)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"hello healthcheck: {server.url}: 200\n"
     assert result.stderr == ""
@@ -160,7 +163,7 @@ def test_200_is_healthy_exit_0_one_line_on_stdout(stub, behaviour):
 def test_a_url_without_a_path_probes_the_root(stub):
     server = stub("200")
     root = f"http://127.0.0.1:{server.port}"
-    result, _ = healthcheck(root)
+    result, _ = run_healthcheck(root)
     assert result.returncode == 0, result.stderr
     assert server.requests[0].startswith(b"GET / HTTP/1.1\r\n")
 
@@ -193,7 +196,7 @@ def test_a_url_without_a_port_probes_port_80(monkeypatch):
 ])
 def test_anything_but_a_prompt_200_is_exit_1_with_one_line(stub, behaviour, says):
     server = stub(behaviour)
-    result, took = healthcheck(server.url)
+    result, took = run_healthcheck(server.url)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stdout == ""
     assert result.stderr == f"hello healthcheck: {server.url}: {says}\n"
@@ -203,3 +206,133 @@ def test_anything_but_a_prompt_200_is_exit_1_with_one_line(stub, behaviour, says
         held = wait_until(lambda: server.held_s, 5, what="the stub to see the probe hang up")
         assert held < TIMEOUT_S + LATE_S, f"the probe held the connection {held:.2f}s"
 
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        self.server.paths.append(self.path)
+        answer = self.server.answers.get(self.path.split("?")[0], (404, b""))
+        if answer == "hang":
+            self.server.release.wait(5)
+            return
+        status, body = answer
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorder():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.paths, server.answers, server.release = [], {}, threading.Event()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def _version(commit) -> tuple[int, bytes]:
+    return 200, json.dumps({"commit": commit, "version": "9.9.9"}).encode()
+
+
+def test_commit_is_asked_of_slash_version_without_the_query(recorder):
+    port = recorder.server_address[1]
+    recorder.answers = {"/healthz": (200, b"ok"), "/version": _version("0123456789abcdef")}
+    url = f"http://127.0.0.1:{port}/healthz?probe=1"
+    assert healthcheck.probe(url, 5, "0123456789ab") == (True, f"{url}: 200, commit 0123456789ab")
+    assert recorder.paths == ["/healthz?probe=1", "/version"]
+
+
+@pytest.mark.parametrize("answer, says", [
+    ((200, b"not json"), "not a hello /version answer"),
+    ((200, b'{"no": "commit"}'), "not a hello /version answer"),
+    (_version("f" * 50), f"commit {'f' * 40!r}, expected 0123456"),
+    (_version(7), "commit '7', expected 0123456"),
+])
+def test_a_wrong_version_answer_is_unhealthy_exactly(recorder, answer, says):
+    port = recorder.server_address[1]
+    recorder.answers = {"/healthz": (200, b"ok"), "/version": answer}
+    assert healthcheck.probe(f"http://127.0.0.1:{port}/healthz", 5, "0123456") == (
+        False, f"http://127.0.0.1:{port}/version: {says}")
+
+
+def test_the_timeout_bounds_the_version_request_too(recorder):
+    port = recorder.server_address[1]
+    recorder.answers = {"/healthz": (200, b"ok"), "/version": "hang"}
+    assert healthcheck.probe(f"http://127.0.0.1:{port}/healthz", 0.5, "0123456") == (
+        False, f"http://127.0.0.1:{port}/version: no complete answer within 0.5s")
+
+
+def test_an_endless_200_is_healthy_once_enough_of_it_arrived():
+    """A large or endless body: the probe reads a bounded part and decides."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try:
+                while not stop.is_set():
+                    conn.sendall(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/healthz"
+        assert healthcheck.probe(url, 3) == (True, f"{url}: 200")
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/!", 'http://127.0.0.1:8080/"', "http://h/~"])
+def test_printable_urls_are_accepted(url):
+    assert healthcheck.parse_url(url).scheme == "http"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://127.0.0.1:8080/a b", "'http://127.0.0.1:8080/a b' has spaces or control characters"),
+    ("http://127.0.0.1:8080/\x7f", "'http://127.0.0.1:8080/\\x7f' has spaces or control characters"),
+    ("http://user@127.0.0.1/", "a URL with user:password@ is not allowed"),
+    ("http://:pw@127.0.0.1/", "a URL with user:password@ is not allowed"),
+    ("http://127.0.0.1:99999/", "'http://127.0.0.1:99999/' has no valid port"),
+    ("https://127.0.0.1/", "'https://127.0.0.1/' is not an http:// URL"),
+    ("http://a..b/", "'http://a..b/' has no valid host name"),
+])
+def test_bad_urls_exactly(url, message):
+    with pytest.raises(ValueError) as caught:
+        healthcheck.parse_url(url)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("host, url", [
+    ("0.0.0.0", "http://127.0.0.1:8080/healthz"), ("::", "http://127.0.0.1:8080/healthz"),
+    ("", "http://127.0.0.1:8080/healthz"), ("::1", "http://[::1]:8080/healthz"),
+    ("10.1.2.3", "http://10.1.2.3:8080/healthz"),
+])
+def test_local_url_of_the_servers_own_host(host, url):
+    assert healthcheck.local_url(host, 8080) == url
+
+
+def test_a_full_listen_backlog_fails_within_the_timeout():
+    """The connect is bounded by the timeout too (a server too busy to accept)."""
+    import time
+
+    with full_listen_backlog() as port:
+        started = time.monotonic()
+        ok, reason = healthcheck.probe(f"http://127.0.0.1:{port}/healthz", 0.4)
+        assert (ok, reason) == (False, f"http://127.0.0.1:{port}/healthz: no complete answer "
+                                       "within 0.4s")
+        assert time.monotonic() - started < 0.9

@@ -1,4 +1,4 @@
-"""The CircleCI config is valid without a CircleCI account, and is the pipeline issue 5 asks for.
+"""The CircleCI config is valid without a CircleCI account, and is the pipeline docs/ci.md describes.
 
 CircleCI itself cannot run here (no account, no offline CLI): the schema, the
 reference checker and these assertions on the parsed config stand in for it.

@@ -1,5 +1,5 @@
-"""The client behind trusted proxies, hop by hop (make mutation found the chain
-walking loose): commas without spaces, elements without `for=`, empty headers."""
+"""hello/forwarded.py: the client behind trusted proxies, hop by hop, to the letter:
+commas without spaces, elements without `for=`, empty headers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One version, one place: hello/__init__.py. Everything else reads it."""
+"""hello/__init__.py: one version, one place. Everything else reads it."""
 
 import json
 import re

@@ -1,4 +1,4 @@
-"""The routes and flags of issue 12 in dist/hello, in an empty root as nobody: the frozen
+"""The routes and flags in dist/hello, in an empty root as nobody: the frozen
 build carries everything they need (waitress's dist-info for the version check included)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The new routes and flags through the real server (python -m hello) and a real client."""
+"""The routes and flags through the real server (python -m hello) and a real client."""
 
 import json
 import time

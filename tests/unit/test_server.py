@@ -1,4 +1,4 @@
-"""The process around the server: a loop thread that dies.
+"""hello/server.py, the process around the server: a loop thread that dies.
 
 In this process, with the loop replaced: what is asserted is hello's decision, which a
 real server would only show on a machine set up for it.
