@@ -98,8 +98,8 @@ $(VENV)/.mutation: $(VENV)/.done requirements/mutation.txt
 	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/mutation.txt
 	touch $@
 
-mutation: $(VENV)/.mutation ## mutation score of hello/ against the unit and server tests (mutmut); bench/MUTATION.md
-	$(PY) bench/mutation.py $(ARGS)
+mutation: $(VENV)/.mutation ## mutation score of hello/ against the unit and server tests (mutmut); tests/mutation/REPORT.md
+	$(PY) tests/mutation/run.py $(ARGS)
 
 clean: ## remove build outputs and caches (keeps the venv)
 	rm -rf dist .pyinstaller $(RESULTS) mutants .mutmut-hits .pytest_cache .ruff_cache *.egg-info hello.egg-info

@@ -40,7 +40,7 @@ SUITE_TIMEOUTS = {"binary": 2400, "image": 2400, "deploy": 2400}
 
 
 def pytest_collection_modifyitems(items):
-    under_mutation = "MUTANT_UNDER_TEST" in os.environ  # set by mutmut and bench/mutation.py
+    under_mutation = "MUTANT_UNDER_TEST" in os.environ  # set by mutmut and tests/mutation/run.py
     for item in items:
         if under_mutation and item.get_closest_marker("load"):
             item.add_marker(pytest.mark.skip(reason="a load test: not run under mutation testing"))
