@@ -254,7 +254,7 @@ def main() -> int:
         "",
         result,
         "",
-        "Targets (issue 3): start <= 1.2x unfrozen (aim 1.05x), gzip <= 8 MB, file <= 20 MB, "
+        "Targets: start <= 1.2x unfrozen (aim 1.05x), gzip <= 8 MB, file <= 20 MB, "
         "RSS <= 48 MB, req/s >= 0.95x unfrozen.",
         "",
         NOTES,

@@ -257,7 +257,7 @@ def main() -> int:
         "(no registry here), which is larger than the real one (Debian's python3 with its "
         "dependencies, not a trimmed /usr/local build; the real one is not measured "
         "here), so that row overstates the naive size but not its "
-        "start time. Targets (issue 4): gzip <= 8 MB, uncompressed <= 20 MB.",
+        "start time. Targets: gzip <= 8 MB, uncompressed <= 20 MB.",
     ])
     write_section("Image", body)
     return 0

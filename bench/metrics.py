@@ -1,13 +1,15 @@
-"""Issue 12 before/after, in one run: cold start and req/s of the unfrozen service, the
-cost of /metrics, and what prometheus-client's import would add to every start.
+"""The metrics middleware and the loop's health answers, before and after, in one run:
+cold start and req/s of the unfrozen service, the cost of /metrics, and what
+prometheus-client's import would add to every start.
 
     python bench/metrics.py [--before REF] [--prometheus-path DIR]
 
-`--before` (default: the commit before issue 12's work) is checked out with
+`--before` (default: the commit before the metrics middleware and the loop's
+health answers) is checked out with
 `git archive` into a temp dir and served from there, interleaved with this
 checkout. prometheus-client is not a dependency; to measure its import, install it
 somewhere (`pip install --target DIR prometheus-client`) and pass DIR. Results:
-the `## Metrics and hostile clients (issue 12)` section of RESULTS.md.
+the `## Metrics and hostile clients` section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bench.common import ROOT, free_port, machine, median, start, stop, table, w
 
 BEFORE = "26e1706"
 NOTE = """\
-"after" carries all of issue 12: /healthz and /readyz answered in the event loop,
+"after" carries: /healthz and /readyz answered in the event loop,
 the deadlines and eviction, the RFC checks in the parser, the metrics middleware on
 every request, the extra routes. GET /metrics itself is a JSON-free text render under
 one lock. /metrics is written by hand (hello/metrics.py, four metric families):
@@ -135,7 +137,7 @@ def main() -> None:
             + "\n\n" + NOTE)
     print(body)
     if not args.no_write:
-        write_section("Metrics and hostile clients (issue 12)", body)
+        write_section("Metrics and hostile clients", body)
 
 
 if __name__ == "__main__":
