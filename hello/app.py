@@ -1,4 +1,5 @@
-"""create_app(settings) -> the Flask app: routes only, one short function each."""
+"""create_app(settings) -> the Flask app: the routes of one blueprint, one short view each,
+and the State they share."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response, abort, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from hello import __version__, buildinfo, metrics, netinfo
@@ -20,7 +21,7 @@ from hello.config import MAX_WAIT_SECONDS, parse_duration
 # How often a waiting request looks whether its client is still there.
 GONE_POLL_SECONDS = 0.05
 # Routes that --random-delay and --random-error may touch; never health or admin.
-INJECTABLE = frozenset({"index", "whoami"})
+INJECTABLE = frozenset({"hello.index", "hello.whoami"})
 _STATUS_CODE = re.compile(r"[2-5][0-9][0-9]")
 # The header each of these codes MUST carry (RFC 9110 15.5.2, 15.5.6): a client that
 # checks for it (curl, an HTTP library's auth handler) gets it. 407's Proxy-Authenticate
@@ -38,6 +39,26 @@ def _openapi_document() -> bytes:
     return json.dumps(document, indent=2).encode()
 
 
+class State:
+    """What the views share in one app (app.extensions["hello"]): its settings, the
+    server's readiness and saturation, the --admin switch, the metrics registry."""
+
+    def __init__(self, settings, is_ready: Callable[[], bool],
+                 is_saturated: Callable[[], bool], chance: random.Random):
+        self.settings = settings
+        self.is_ready = is_ready
+        self.is_saturated = is_saturated
+        self.chance = chance  # the random source of --random-delay/--random-error
+        self.enabled = threading.Event()  # the --admin readiness switch; on at start
+        self.enabled.set()
+        self.registry = metrics.Registry()
+        self.openapi = _openapi_document()
+
+
+def _state() -> State:
+    return current_app.extensions["hello"]
+
+
 def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
                chance: random.Random | None = None,
                is_saturated: Callable[[], bool] = lambda: False) -> Flask:
@@ -46,123 +67,140 @@ def create_app(settings, is_ready: Callable[[], bool] = lambda: True,
     the random source of --random-delay/--random-error (tests seed it)."""
     app = Flask(__name__, static_folder=None)  # no file serving: routes only
     app.json.sort_keys = False
-    openapi = _openapi_document()
-    chance = chance or random.Random()  # noqa: S311 (fault injection, not secrets)
-    enabled = threading.Event()  # the --admin readiness switch; on at start
-    enabled.set()
-    registry = metrics.Registry()
-    app.wsgi_app = metrics.Middleware(app.wsgi_app, registry)
-
-    @app.before_request
-    def note_route_and_inject():
-        rule = request.url_rule
-        request.environ[metrics.ROUTE_KEY] = rule.rule if rule is not None else "unmatched"
-        if request.endpoint not in INJECTABLE:
-            return None
-        low, high = settings.random_delay
-        if high > 0:
-            _wait_unless_gone(chance.uniform(low, high))
-        if settings.random_error and chance.random() < settings.random_error:
-            return jsonify(error="injected by --random-error", status=500), 500
-        return None
-
-    @app.get("/")
-    def index():
-        return Response(settings.message, mimetype="text/plain")
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
-    @app.get("/readyz")
-    def readyz():
-        if not is_ready():
-            return jsonify(status="draining"), 503, {"Retry-After": "1"}
-        if not enabled.is_set():
-            return jsonify(status="disabled"), 503, {"Retry-After": "1"}
-        if is_saturated():  # a load balancer sends the next ones elsewhere
-            return jsonify(status="saturated"), 503, {"Retry-After": "1"}
-        return jsonify(status="ready")
-
-    @app.post("/readyz/disable")
-    def readyz_disable():
-        if not settings.admin:
-            abort(404)  # off by default: anyone who reaches the port could use it
-        enabled.clear()
-        return jsonify(status="disabled")
-
-    @app.post("/readyz/enable")
-    def readyz_enable():
-        if not settings.admin:
-            abort(404)
-        enabled.set()
-        return jsonify(status="ready")
-
-    @app.get("/status/<code>")
-    def status(code: str):
-        if not _STATUS_CODE.fullmatch(code):
-            return jsonify(error=f"code: {code[:16]!r} is not a status from 200 to 599",
-                           status=400), 400
-        number = int(code)
-        if number in (204, 205, 304):  # these carry no content, so no type either (RFC 9110)
-            response = Response(status=number)
-            del response.headers["Content-Type"]
-            return response
-        return jsonify(status=number), number, _REQUIRED_HEADERS.get(number, {})
-
-    @app.post("/echo")
-    def echo():
-        # the body back with its own type; CSP sandbox so echoed HTML cannot run as ours
-        return Response(request.get_data(), status=200,
-                        content_type=request.content_type or "application/octet-stream",
-                        headers={"Content-Security-Policy": "sandbox; default-src 'none'"})
-
-    @app.get("/metrics")
-    def metrics_route():
-        return Response(registry.exposition(), content_type=metrics.CONTENT_TYPE)
-
-    @app.get("/version")
-    def version():
-        return jsonify(buildinfo.build_info())
-
-    @app.get("/openapi.json")
-    def openapi_json():
-        return Response(openapi, mimetype="application/json")
-
-    @app.get("/whoami")
-    def whoami():
-        wait = request.args.get("wait")
-        waited = 0.0
-        if wait is not None:
-            try:
-                waited = min(parse_duration(wait), MAX_WAIT_SECONDS)
-            except ValueError as error:
-                return jsonify(error=f"wait: {wait!r} {error}"), 400
-            waited = round(_wait_unless_gone(waited), 3)
-        report = _whoami_report(waited)
-        best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
-        if best == "text/plain":
-            return Response(_as_text(report), mimetype="text/plain")
-        return jsonify(report)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        response = error.get_response()
-        response.data = (f'{{"error": "{error.name}", "status": {error.code}}}\n')
-        response.mimetype = "application/json"
-        return response
-
-    @app.after_request
-    def security_headers(response: Response) -> Response:
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        # every answer is about this instance now (health, readiness, who answered): a
-        # cache or CDN in between must not serve it again; --header can say otherwise
-        response.headers["Cache-Control"] = "no-store"
-        for name, value in settings.header:
-            response.headers[name] = value
-        return response
-
+    state = State(settings, is_ready, is_saturated,
+                  chance or random.Random())  # noqa: S311 (fault injection, not secrets)
+    app.extensions["hello"] = state
+    app.register_blueprint(routes)
+    app.wsgi_app = metrics.Middleware(app.wsgi_app, state.registry)
     return app
+
+
+routes = Blueprint("hello", __name__)
+
+
+@routes.before_app_request
+def note_route_and_inject():
+    rule = request.url_rule
+    request.environ[metrics.ROUTE_KEY] = rule.rule if rule is not None else "unmatched"
+    if request.endpoint not in INJECTABLE:
+        return None
+    state = _state()
+    low, high = state.settings.random_delay
+    if high > 0:
+        _wait_unless_gone(state.chance.uniform(low, high))
+    if state.settings.random_error and state.chance.random() < state.settings.random_error:
+        return jsonify(error="injected by --random-error", status=500), 500
+    return None
+
+
+@routes.get("/")
+def index():
+    return Response(_state().settings.message, mimetype="text/plain")
+
+
+@routes.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@routes.get("/readyz")
+def readyz():
+    state = _state()
+    if not state.is_ready():
+        return jsonify(status="draining"), 503, {"Retry-After": "1"}
+    if not state.enabled.is_set():
+        return jsonify(status="disabled"), 503, {"Retry-After": "1"}
+    if state.is_saturated():  # a load balancer sends the next ones elsewhere
+        return jsonify(status="saturated"), 503, {"Retry-After": "1"}
+    return jsonify(status="ready")
+
+
+@routes.post("/readyz/disable")
+def readyz_disable():
+    if not _state().settings.admin:
+        abort(404)  # off by default: anyone who reaches the port could use it
+    _state().enabled.clear()
+    return jsonify(status="disabled")
+
+
+@routes.post("/readyz/enable")
+def readyz_enable():
+    if not _state().settings.admin:
+        abort(404)
+    _state().enabled.set()
+    return jsonify(status="ready")
+
+
+@routes.get("/status/<code>")
+def status(code: str):
+    if not _STATUS_CODE.fullmatch(code):
+        return jsonify(error=f"code: {code[:16]!r} is not a status from 200 to 599",
+                       status=400), 400
+    number = int(code)
+    if number in (204, 205, 304):  # these carry no content, so no type either (RFC 9110)
+        response = Response(status=number)
+        del response.headers["Content-Type"]
+        return response
+    return jsonify(status=number), number, _REQUIRED_HEADERS.get(number, {})
+
+
+@routes.post("/echo")
+def echo():
+    # the body back with its own type; CSP sandbox so echoed HTML cannot run as ours
+    return Response(request.get_data(), status=200,
+                    content_type=request.content_type or "application/octet-stream",
+                    headers={"Content-Security-Policy": "sandbox; default-src 'none'"})
+
+
+@routes.get("/metrics")
+def metrics_route():
+    return Response(_state().registry.exposition(), content_type=metrics.CONTENT_TYPE)
+
+
+@routes.get("/version")
+def version():
+    return jsonify(buildinfo.build_info())
+
+
+@routes.get("/openapi.json")
+def openapi_json():
+    return Response(_state().openapi, mimetype="application/json")
+
+
+@routes.get("/whoami")
+def whoami():
+    wait = request.args.get("wait")
+    waited = 0.0
+    if wait is not None:
+        try:
+            waited = min(parse_duration(wait), MAX_WAIT_SECONDS)
+        except ValueError as error:
+            return jsonify(error=f"wait: {wait!r} {error}"), 400
+        waited = round(_wait_unless_gone(waited), 3)
+    report = _whoami_report(waited)
+    best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
+    if best == "text/plain":
+        return Response(_as_text(report), mimetype="text/plain")
+    return jsonify(report)
+
+
+@routes.app_errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    response = error.get_response()
+    response.data = (f'{{"error": "{error.name}", "status": {error.code}}}\n')
+    response.mimetype = "application/json"
+    return response
+
+
+@routes.after_app_request
+def security_headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # every answer is about this instance now (health, readiness, who answered): a
+    # cache or CDN in between must not serve it again; --header can say otherwise
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in _state().settings.header:
+        response.headers[name] = value
+    return response
 
 
 def _wait_unless_gone(seconds: float) -> float:

@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 
-from hello import config
+from hello import config, env_file
 from hello.lifecycle import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, STOP_SIGNALS
 
 
@@ -121,10 +121,10 @@ def _check_env(args) -> int:
     name = "stdin" if args.file == "-" else args.file
     try:
         if args.file == "-":
-            config.check_env_lines(sys.stdin)
+            env_file.check_env_lines(sys.stdin)
         else:
             with open(args.file, encoding="utf-8") as lines:
-                config.check_env_lines(lines)
+                env_file.check_env_lines(lines)
     except OSError as error:
         return _usage_error(f"{name}: {error.strerror or error}")
     except UnicodeDecodeError:

@@ -283,7 +283,7 @@ def test_release_names_cannot_leave_releases(droplet, base, releases):
 
 
 def test_a_releases_output_reaches_root_as_one_short_printable_line(droplet, base, releases, tmp_path):
-    """Finding (review 2): root kept whatever a release printed (`version --json`) in
+    """Root kept whatever a release printed (`version --json`) in
     memory, unbounded, and passed it on with its escape sequences and newlines, so a
     release could forge the agent's own lines in the deploy log."""
     ensure(droplet, base, releases[1])
@@ -366,7 +366,7 @@ def test_drain_timeout_in_minutes_is_given_its_time(droplet, base, releases):
 
 
 def test_a_port_in_use_fails_the_deploy_and_the_old_port_keeps_serving(droplet, base, releases):
-    """Finding (review 2): a --port another process holds (or that a local user takes
+    """A --port another process holds (or that a local user takes
     while hello.socket restarts) stopped hello.service and hello.socket, then could not
     listen: nothing served any more, the drop-in named the dead port, and <base>/port
     saved it for the next deploy. Now the old port is put back and serves."""
@@ -521,7 +521,7 @@ def socket_shy_release(folder, version: str, commit: str) -> str:
 @pytest.mark.parametrize("port", [PORT, 8091], ids=["same port", "new port"])
 def test_a_release_failing_after_the_switch_leaves_the_old_one_serving_on_its_port(
         droplet, base, releases, tmp_path, port):
-    """Finding (review 3): a release that passed its isolated proof but failed on the
+    """A release that passed its isolated proof but failed on the
     real socket was switched back from, yet (new port) the old release then served on
     the new port and the saved one refused connections; (same port) the restarts of
     the crashing release hit hello.service's start limit and the switch back could
@@ -539,7 +539,7 @@ def test_a_release_failing_after_the_switch_leaves_the_old_one_serving_on_its_po
 
 
 def test_a_release_of_the_same_name_never_replaces_one_that_served(droplet, base, releases, tmp_path):
-    """Finding (review 3): an upload named like the serving release (same version and
+    """An upload named like the serving release (same version and
     commit, other bytes: a rebuild, or a hostile binary) replaced releases/REL/hello
     before its proof; the proof failed and said 'nothing changed', but the current
     release's file was now the failing one: the next restart (a crash, a reboot, a
@@ -567,7 +567,7 @@ def test_a_release_of_the_same_name_never_replaces_one_that_served(droplet, base
 
 @pytest.mark.parametrize("how", ["owned by a user", "group-writable", "a symlink to a user's file"])
 def test_hello_env_another_user_could_write_is_refused(droplet, base, releases, how):
-    """Finding (review 3): root checked hello.env with `hello check-env` whoever owned
+    """Root checked hello.env with `hello check-env` whoever owned
     it; systemd reads it again at every start, so its owner could add LD_PRELOAD (or any
     line check-env refuses) after the check. Only a root-owned file no one else can
     write, and not a symlink, is taken."""

@@ -77,7 +77,7 @@ def test_first_image_deploy_serves_it_as_a_uid_of_its_own_read_only(droplet, bas
 
 
 def test_a_host_process_cannot_join_the_containers_port(droplet, base, env, images, releases, tmp_path):
-    """Finding (review 2): the containers ran as nobody (65534) on the host network with
+    """The containers ran as nobody (65534) on the host network with
     SO_REUSEPORT, so any process of the host's nobody could bind the same port and take
     a share of the connections."""
     ensure(droplet, base, env, images["old"])
@@ -140,7 +140,7 @@ def test_failing_image_is_removed_and_old_serves_throughout(droplet, base, env, 
 
 
 def test_a_redeploy_of_the_same_commit_is_not_proven_by_the_old_container(droplet, base, env, images):
-    """Finding (review 2): both containers share the port (SO_REUSEPORT), and the probe
+    """Both containers share the port (SO_REUSEPORT), and the probe
     asked 127.0.0.1:PORT for a commit the old one has too. Redeploying the same image
     to apply a hello.env that makes it listen elsewhere (HELLO_HOST=127.0.0.2) passed
     on the old container's answer, then stopped it: nothing served on the port."""
@@ -159,7 +159,7 @@ def test_a_redeploy_of_the_same_commit_is_not_proven_by_the_old_container(drople
 
 
 def test_a_deploy_killed_half_way_leaves_no_container_behind(droplet, base, env, images, releases):
-    """Finding (review 2): a deploy killed while its new container was on trial left
+    """A deploy killed while its new container was on trial left
     that container running (--restart unless-stopped) beside the active one, sharing
     the port and named nowhere; the next deploys never removed it."""
     ensure(droplet, base, env, images["old"])
@@ -238,7 +238,7 @@ def test_image_rollback_returns_to_the_previous_image_and_to_a_named_one(
 
 @pytest.mark.parametrize("step", ["version", "check-env"])
 def test_an_image_that_never_answers_fails_within_the_timeout(droplet, base, env, images, tmp_path, step):
-    """Finding (review 3): root ran the image's `version` and `check-env` with no time
+    """Root ran the image's `version` and `check-env` with no time
     limit (the binary path has one): an image whose entrypoint ignores them and runs on
     hung the deploy, and held the lock, for ever."""
     require(shutil.which("busybox") is not None, "no static busybox to build the stand-in image")

@@ -196,7 +196,7 @@ def test_check_env_exits_2_naming_the_bad_line(tmp_path, text, needle):
 @pytest.mark.parametrize("text", ["HELLO_MESSAGE=hi\rLD_PRELOAD=/x.so\n", "HELLO_MESSAGE=a\0b\n",
                                   "PORT=8080\r\n"])
 def test_check_env_refuses_control_characters_that_end_a_line_for_systemd(text):
-    """Finding (review 2): stdin is read without newline translation, so a CR stayed
+    """Stdin is read without newline translation, so a CR stayed
     inside a HELLO_MESSAGE value, while systemd's EnvironmentFile ends the line at CR:
     the LD_PRELOAD after it passed the check and reached the service's environment."""
     result = subprocess.run([sys.executable, "-m", "hello", "check-env", "-"], input=text.encode(),

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hello import cli
-from hello.config import OPTIONS, ConfigError, check_env_lines, load, parse_duration
+from hello.config import OPTIONS, ConfigError, load, parse_duration
 from tests.conftest import ROOT, child_env
 
 
@@ -205,42 +205,6 @@ def test_trusted_proxies_take_commas_without_spaces_and_host_bits():
 ])
 def test_a_long_bad_value_is_cut_to_80_characters(length, shown):
     assert error_of("header", "a" * length) == f"--header: {shown} {NOT_A_HEADER}"
-
-
-def test_env_file_comments_blanks_and_values_as_written():
-    lines = ["# a comment\n", "   # an indented one\n", "\n", "  \n", "PORT=8080\n",
-             "HELLO_MESSAGE=hi\tthere X  \n", "HELLO_HEADER=X-A: 1"]
-    assert check_env_lines(lines) == [("PORT", "8080"), ("HELLO_MESSAGE", "hi\tthere X  "),
-                                      ("HELLO_HEADER", "X-A: 1")]
-
-
-@pytest.mark.parametrize("line, message", [
-    ("HELLO_MESSAGE=a\rb", "line 1: HELLO_MESSAGE: control characters are not allowed "
-                           "(systemd ends a line at CR, docker does not)"),
-    ("HELLO_MESSAGE=a\x01b", "line 1: HELLO_MESSAGE: control characters are not allowed "
-                             "(systemd ends a line at CR, docker does not)"),
-    ("HELLO_MESSAGE=a\x7fb", "line 1: HELLO_MESSAGE: control characters are not allowed "
-                             "(systemd ends a line at CR, docker does not)"),
-    ("HELLO_MESSAGE='hi'", "line 1: HELLO_MESSAGE: quotes and backslashes are not allowed "
-                           "(systemd and docker read them differently)"),
-    ("HELLO_MESSAGE=a\\nb", "line 1: HELLO_MESSAGE: quotes and backslashes are not allowed "
-                            "(systemd and docker read them differently)"),
-    ("HELLO_THREADS=8X\n", "line 1: HELLO_THREADS: '8X' is not a thread count (1-256)"),
-])
-def test_env_file_bad_value_lines_exactly(line, message):
-    with pytest.raises(ConfigError) as caught:
-        check_env_lines(["# first\n", line])
-    assert str(caught.value) == message.replace("line 1", "line 2")
-
-
-def test_env_file_unknown_key_lists_the_known_ones():
-    with pytest.raises(ConfigError) as caught:
-        check_env_lines(["FOO=1"])
-    message = str(caught.value)
-    head = "line 1: FOO is not PORT or a HELLO_* setting ("
-    assert message.startswith(head) and message.endswith(")"), message
-    known = message[len(head):-1].split(", ")
-    assert "PORT" in known and "HELLO_MESSAGE" in known and known == sorted(known), known
 
 
 def test_check_env_reads_utf8_whatever_the_locale(tmp_path):
