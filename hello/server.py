@@ -168,18 +168,8 @@ class Server:
                 return EXIT_FAILURE
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + bundles.SWEEP_SECONDS
-                self.sweep_dead_unpacks(bundles.own_bundle())
+                sweep_dead_unpacks(self.writer, bundles.own_bundle())
         return self.drain()
-
-    def sweep_dead_unpacks(self, own: str | None) -> None:
-        """The frozen binary's: unpack folders beside its own that starts killed outright
-        left (hello/bundles.py), removed while it serves, not only at the next start."""
-        if own is None:
-            return
-        removed = bundles.sweep(os.path.dirname(own), own)
-        if removed:
-            self.writer.warning("removed the unpack folders of starts killed outright",
-                                folders=len(removed), tmpdir=os.path.dirname(own))
 
     def _call_in_loop(self, thunk, timeout: float = 5.0) -> bool:
         """Run thunk in the loop thread and wait for it; False if it did not run."""
@@ -217,6 +207,17 @@ class Server:
         self.writer.event("stopped", drained_ms=round((time.monotonic() - started) * 1000),
                           threads_left=len(others))
         return EXIT_OK
+
+
+def sweep_dead_unpacks(writer: LogWriter, own: str | None) -> None:
+    """The frozen binary's: unpack folders beside its own that starts killed outright
+    left (hello/bundles.py), removed while it serves, not only at the next start."""
+    if own is None:
+        return
+    removed = bundles.sweep(os.path.dirname(own), own)
+    if removed:
+        writer.warning("removed the unpack folders of starts killed outright",
+                       folders=len(removed), tmpdir=os.path.dirname(own))
 
 
 def serve(settings, held_signals: list[int]) -> int:

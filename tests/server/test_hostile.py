@@ -26,7 +26,7 @@ import pytest
 
 from hello.admission import CONNECTION_HEADROOM
 from hello.limits import fitting_open_files
-from hello.logs import STDOUT_QUEUE_LINES
+from hello.log_queue import STDOUT_QUEUE_LINES
 from tests.conftest import (
     ROOT,
     Service,

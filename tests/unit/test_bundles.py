@@ -144,13 +144,11 @@ def test_the_bootloaders_folder_is_its_own(monkeypatch):
     assert bundles.own_bundle() is None
 
 
-def sweeping_server(err: io.StringIO):
-    """A Server with only what sweep_dead_unpacks uses (no socket, no app)."""
-    from hello.server import Server
+def sweep_as_the_server(err: io.StringIO, own: str | None) -> None:
+    """What the server runs every bundles.SWEEP_SECONDS, its lines written to err."""
+    from hello.server import sweep_dead_unpacks
 
-    server = Server.__new__(Server)
-    server.writer = LogWriter("json", out=io.StringIO(), err=err)
-    return server
+    sweep_dead_unpacks(LogWriter("json", out=io.StringIO(), err=err), own)
 
 
 def test_the_server_sweeps_beside_its_own_folder_and_says_so(tmp_path):
@@ -158,7 +156,7 @@ def test_the_server_sweeps_beside_its_own_folder_and_says_so(tmp_path):
     unpack(tmp_path, "staticx-dead01")
     unpack(tmp_path, "staticx-dead02")
     err = io.StringIO()
-    sweeping_server(err).sweep_dead_unpacks(str(own))
+    sweep_as_the_server(err, str(own))
     assert sorted(entry.name for entry in tmp_path.iterdir()) == ["staticx-own001"]
     line = json.loads(err.getvalue())
     assert line["level"] == "warning" and line["folders"] == 2 and line["tmpdir"] == str(tmp_path)
@@ -169,11 +167,10 @@ def test_the_server_is_quiet_when_nothing_is_dead_or_unfrozen(tmp_path):
     own = unpack(tmp_path, "staticx-own001")
     unpack(tmp_path, "staticx-dead01")
     err = io.StringIO()
-    server = sweeping_server(err)
-    server.sweep_dead_unpacks(None)  # unfrozen: no unpack folder, nothing to sweep
+    sweep_as_the_server(err, None)  # unfrozen: no unpack folder, nothing to sweep
     assert (tmp_path / "staticx-dead01").is_dir()
     bundles.sweep(str(tmp_path), str(own))
-    server.sweep_dead_unpacks(str(own))
+    sweep_as_the_server(err, str(own))
     assert err.getvalue() == ""
 
 
@@ -191,7 +188,7 @@ def test_a_tree_too_deep_to_remove_at_once_never_raises(tmp_path):
     os.close(fd)
     try:
         assert bundles.sweep(str(tmp_path)) == []  # it stays (marked: a later sweep may retry)
-        sweeping_server(io.StringIO()).sweep_dead_unpacks(str(tmp_path / "staticx-own001"))
+        sweep_as_the_server(io.StringIO(), str(tmp_path / "staticx-own001"))
         assert (folder / bundles.LOCK_FILE).is_file()
     finally:
         flatten(folder)

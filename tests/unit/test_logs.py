@@ -8,8 +8,9 @@ import queue
 
 import pytest
 
-from hello import logs
-from hello.logs import AccessLogMiddleware, LineQueue, LogWriter
+from hello import log_queue, logs
+from hello.log_queue import LineQueue
+from hello.logs import AccessLogMiddleware, LogWriter
 
 
 def make_writer(log_format="json"):
@@ -305,7 +306,7 @@ def test_a_full_stdout_queue_drops_lines_and_counts_them_once_per_window(monkeyp
     assert dropped_lines() == []
     writer.event("three")  # the first one dropped is said at once
     assert dropped_lines() == [("warning", "stdout is not being read; its log lines are dropped", 1)]
-    clock[0] += logs.DROPPED_REPORT_SECONDS - 0.001
+    clock[0] += log_queue.DROPPED_REPORT_SECONDS - 0.001
     writer.access(path="/four")
     writer.event("five")
     assert len(dropped_lines()) == 1  # counted, not said
@@ -314,7 +315,7 @@ def test_a_full_stdout_queue_drops_lines_and_counts_them_once_per_window(monkeyp
     assert dropped_lines()[1:] == [("warning", "stdout is not being read; its log lines are dropped",
                                     3)]
     writer.event("seven")
-    clock[0] += logs.DROPPED_REPORT_SECONDS
+    clock[0] += log_queue.DROPPED_REPORT_SECONDS
     writer.event("eight")
     assert [count for *_, count in dropped_lines()] == [1, 3, 2]
     assert [json.loads(writer._queue.get_nowait())["event"] for _ in range(2)] == ["one", "two"]
