@@ -130,7 +130,7 @@ def test_the_containers_uid_is_the_same_in_the_stack_and_the_droplet_agent():
     """No account on a node may have it (any process of that uid could join the tasks'
     SO_REUSEPORT listener): written in YAML here and in bash in the agent, which checks
     the droplet for it; the two must name one uid."""
-    agent = (ROOT / "deploy" / "droplet" / "hello-ctl").read_text()
+    agent = (ROOT / "deploy" / "droplet" / "lib" / "image.sh").read_text()
     [agent_uid] = re.findall(r"^uid=(\d+)$", agent, re.M)
     user = yaml.safe_load(STACK.read_text())["services"]["hello"]["user"]
     assert user == f"{agent_uid}:{agent_uid}"
