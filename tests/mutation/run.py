@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
 
 
 # The unit tests of a module run first in a re-run (pytest -x stops at the first kill).
-FIRST_TESTS = {"server": "logs", "netinfo": "buildinfo"}
+FIRST_TESTS = {"netinfo": "buildinfo"}
 
 
 def rerun(names: list[str], children: int, tests: list[str]) -> None:
