@@ -144,13 +144,19 @@ class PipelinedChannel(BudgetedChannel):
         with self.requests_lock:
             if self.will_close or self.close_when_flushed:
                 return b""
-            while data and len(self.requests) <= self.adj.channel_request_lookahead:
+            # a 100 Continue that found the client gone closed us: read nothing more (a
+            # request parsed after the close reserved its body for good: the budget leaked)
+            while data and self.connected and \
+                    len(self.requests) <= self.adj.channel_request_lookahead:
                 if self.request is None:
                     self.request = self.parser_class(self.adj)
                 n = self.request.received(data)
-                # answers go out in order: a continue waits for the queue to be empty
+                # answers go out in order: a continue waits for the queue to be empty; a
+                # request already refused (a 413 for its Content-Length) gets its refusal
+                # (waitress's send_continue un-completes it, and it waited for the body)
                 if (self.request.expect_continue and self.request.headers_finished
-                        and not self.requests and not self.sent_continue):
+                        and not self.request.completed and not self.requests
+                        and not self.sent_continue):
                     self.send_continue()
                 if self.request.completed:
                     self.sent_continue = False

@@ -88,7 +88,10 @@ class HelloServer(LimitedServer):
                 del self.unparsed_channels[channel]
             elif channel.takes_input():
                 del self.unparsed_channels[channel]
-                channel.received(b"")
+                try:
+                    channel.received(b"")
+                except Exception:  # as wasyncore's readwrite() does: that connection only
+                    channel.handle_error()
 
     def add_task(self, channel):
         request = channel.requests[0]

@@ -59,3 +59,70 @@ def test_a_client_gone_with_its_batch_unparsed_costs_nothing_after(server):
     after = server.connect()
     after.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer(after)[:1] == (200,)
+
+
+def hold_the_worker(server) -> None:
+    server.connect().sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert server.blocked.acquire(timeout=5)  # the only worker: the next batch is kept
+
+
+@pytest.mark.parametrize("before", [0, 3])
+def test_an_expect_request_refused_for_its_size_gets_413_not_100(server, before):
+    """waitress's send_continue un-completes the request it answers: a 413 found at the
+    head was turned into a 100, and the server then waited for a body it refuses
+    (buffering it, uncounted, as it came). Behind a batch, it is parsed when the queue
+    has drained: the same."""
+    client = server.connect()
+    client.settimeout(5)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * before
+                   + b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 99999999\r\n\r\n")
+    assert [answer(client)[0] for _ in range(before + 1)] == [200] * before + [413]
+    assert client.recv(1) == b""  # and closed
+
+
+def test_a_client_gone_when_its_100_continue_is_sent_holds_no_budget(monkeypatch):
+    """A reset at the 100 closes the connection in the middle of parsing: what came after
+    it was parsed all the same, and its body's reservation was never given back."""
+    from hello.channel import HelloChannel
+
+    monkeypatch.setattr(HelloChannel, "send_continue", lambda channel: channel.handle_close())
+    server = Budgeted(8 << 20)
+    try:
+        client = server.connect()
+        client.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                       b"Content-Length: 5\r\n\r\nhello"
+                       b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\ny")
+        assert client.recv(1) == b""  # closed at its 100
+        wait_until(lambda: not server.server.active_channels, 5, what="the connection gone")
+        wait_until(lambda: server.budget.held == 0, 5,
+                   what=f"the budget given back (held {server.budget.held})")
+    finally:
+        server.close()
+
+
+def test_an_error_parsing_kept_bytes_closes_that_connection_and_the_loop_serves_on(server,
+                                                                                   monkeypatch):
+    from hello.http_parser import HelloParser
+
+    parse_header = HelloParser.parse_header
+
+    def failing(parser, head):
+        if b"x-boom" in head.lower():
+            raise RuntimeError("a bug in the parser")
+        return parse_header(parser, head)
+
+    monkeypatch.setattr(HelloParser, "parse_header", failing)
+    client = server.connect()
+    hold_the_worker(server)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+                   + b"GET / HTTP/1.1\r\nHost: x\r\nX-Boom: 1\r\n\r\n")
+    server.release.set()
+    client.settimeout(5)
+    while client.recv(65536):  # that connection is closed (what was not sent yet is lost)
+        pass
+    after = server.connect()
+    after.settimeout(5)
+    after.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer(after)[0] == 200
+    assert server.loop.is_alive()
