@@ -114,9 +114,13 @@ class PipelinedChannel(BudgetedChannel):
         self.unparsed = b""
         super().handle_close()
 
-    def received(self, data):
-        """Parse what fits the queue; answer health requests here, in the loop thread,
-        outside the lock that parsing holds (service() takes it too); keep the rest."""
+    def received(self, data, loop_answers: int = LOOP_ANSWERS_PER_READ):
+        """Parse what fits the queue; answer up to loop_answers health requests here, in
+        the loop thread, outside the lock that parsing holds (service() takes it too);
+        keep the rest. Kept bytes are parsed on with loop_answers 0 (parse_unparsed): a
+        batch's health requests then go to the workers, as the rest of a read's did (the
+        loop answering 4 per request a worker finished put a pipelining client's health
+        flood in the loop thread, and probes waited)."""
         data = self.unparsed + data
         answered = 0
         while True:
@@ -124,7 +128,7 @@ class PipelinedChannel(BudgetedChannel):
             if not (self.loop_service_pending and self.requests and self.connected):
                 break
             self.loop_service_pending = False
-            if answered == LOOP_ANSWERS_PER_READ:
+            if answered == loop_answers:
                 self.server.to_workers(self)  # a pipelined batch: the rest waits its turn
                 break
             self.service()

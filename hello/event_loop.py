@@ -89,7 +89,7 @@ class HelloServer(LimitedServer):
             elif channel.takes_input():
                 del self.unparsed_channels[channel]
                 try:
-                    channel.received(b"")
+                    channel.received(b"", loop_answers=0)
                 except Exception:  # as wasyncore's readwrite() does: that connection only
                     channel.handle_error()
 
