@@ -69,7 +69,7 @@ SHELL_SCRIPTS = $(shell git ls-files -co --exclude-standard | while read -r f; d
 	[ -f "$$f" ] && head -n1 "$$f" | grep -qE '^\#!.*[/ ](ba|da)?sh$$' && echo "$$f"; done)
 
 lint: venv ## ruff, shellcheck, hadolint, yamllint
-	$(VENV)/bin/ruff check hello tests bench spec
+	$(VENV)/bin/ruff check hello tests bench spec build/provenance build/verify-release
 	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/yamllint -s .circleci .yamllint.yml

@@ -16,6 +16,7 @@ from tests.pipeline import circleci_refs
 from tests.pipeline.conftest import CONFIG
 
 VERSION_TAG = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+$")
+VERIFY_RELEASE = 'build/verify-release dist --commit "$CIRCLE_SHA1"'
 
 
 def _tool(module: str) -> list[str]:
@@ -84,14 +85,15 @@ def test_the_pipeline_has_its_jobs_in_order(parsed_config):
         "build-binary": {"lint", "test"},
         "verify-binary": {"build-binary"},
         "build-image": {"build-binary"},
-        "hold-deploy": {"verify-binary", "build-image"},
+        "sign-release": {"verify-binary", "build-image"},
+        "hold-deploy": {"sign-release"},
         "deploy": {"hold-deploy"},
     }
     assert _entry(parsed_config, "pipeline", "hold-deploy")["type"] == "approval"
 
 
 def test_deploy_runs_only_on_main_and_version_tags(parsed_config):
-    for job in ("hold-deploy", "deploy"):
+    for job in ("sign-release", "hold-deploy", "deploy"):
         filters = _entry(parsed_config, "pipeline", job)["filters"]
         assert filters["branches"]["only"] == "main"
         tag = filters["tags"]["only"].strip("/")
@@ -111,7 +113,7 @@ def test_deploy_uses_the_context_the_key_and_a_pinned_known_hosts(parsed_config)
     keys = [body for step, body, _ in steps if step == "add_ssh_keys"]
     assert keys and keys[0]["fingerprints"], "add_ssh_keys must name the deploy key by fingerprint"
     runs = _runs(parsed_config, "deploy")
-    assert runs[0] == "build/checksums check dist"
+    assert runs[0] == VERIFY_RELEASE
     assert runs[1].startswith("build/ci-ssh-config ")
     assert any(r.startswith("build/deploy ") and '-F "$HOME/.ssh/hello/config"' in r for r in runs)
     names = [s for s, _, _ in steps]
@@ -121,12 +123,12 @@ def test_deploy_uses_the_context_the_key_and_a_pinned_known_hosts(parsed_config)
     assert names.index("add_ssh_keys") < ssh_config
 
 
-def test_deploy_checks_sha256sums_before_anything_is_loaded_or_copied(parsed_config):
+def test_deploy_verifies_the_signed_release_before_anything_is_loaded_or_copied(parsed_config):
     steps = _expanded(parsed_config, "deploy")
     names = [s for s, _, _ in steps]
     runs = _runs(parsed_config, "deploy")
     assert names.index("attach_workspace") < names.index("run")
-    assert runs[0] == "build/checksums check dist"
+    assert runs[0] == VERIFY_RELEASE
     assert all(not r.startswith(("build/deploy", "build/ci-load-image")) for r in runs[:1])
 
 
@@ -204,9 +206,35 @@ def test_build_image_puts_build_binarys_dist_hello_in_the_image(parsed_config):
     assert runs[0] == "make image IMAGE_TAR=dist/hello-image.tar"
     assert not any("HELLO_BINARY_FROM" in r or "binary" in r.split() for r in runs)
     assert any(r.startswith("build/image-smoke") for r in runs)
-    assert runs[-1] == "build/checksums write dist"
     persisted = [p for s, b, _ in steps if s == "persist_to_workspace" for p in b["paths"]]
-    assert persisted == ["dist/hello-image.tar", "dist/hello-image.json", "dist/SHA256SUMS"]
+    assert persisted == ["dist/hello-image.tar", "dist/hello-image.json"]
+
+
+def test_sign_release_describes_sums_signs_then_verifies_every_artifact(parsed_config):
+    """Provenance first (SHA256SUMS must list it), then the sums, the signature, and
+    the check a user makes; what it persists is what deploy verifies."""
+    assert _runs(parsed_config, "sign-release") == [
+        "build/provenance dist", "build/checksums write dist", "build/sign-release dist", VERIFY_RELEASE]
+    steps = _expanded(parsed_config, "sign-release")
+    persisted = [p for s, b, _ in steps if s == "persist_to_workspace" for p in b["paths"]]
+    assert persisted == ["dist/provenance.intoto.json", "dist/SHA256SUMS", "dist/SHA256SUMS.sig"]
+    stored = {b["destination"] for s, b, _ in steps if s == "store_artifacts"}
+    assert stored == {"provenance.intoto.json", "SHA256SUMS", "SHA256SUMS.sig"}
+
+
+def test_only_sign_release_holds_the_signing_key(parsed_config):
+    contexts = {name: body.get("context") for entry in parsed_config["workflows"]["pipeline"]["jobs"]
+                if isinstance(entry, dict) for name, body in entry.items()}
+    assert [job for job, context in contexts.items() if context == "hello-release"] == ["sign-release"]
+
+
+def test_the_provenance_names_the_commands_the_pipeline_runs(parsed_config):
+    """build/provenance records the build commands; they must be the config's own."""
+    text = (ROOT / "build" / "provenance").read_text()
+    commands = dict(re.findall(r'^    "(\w+)": "([^"]+)",$', text, re.MULTILINE))
+    assert commands["binary"] in _runs(parsed_config, "build-binary")
+    assert commands["image"] in _runs(parsed_config, "build-image")
+    assert commands["checksums"] in _runs(parsed_config, "sign-release")
 
 
 def test_the_makefile_image_target_never_rebuilds_the_binary():

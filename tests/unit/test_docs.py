@@ -21,7 +21,7 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 MAKE = re.compile(r"`make ([a-z][a-z-]*)")
 # a path in backticks under one of the project's folders, like `build/deploy` or
 # `tests/infra/droplet up DIR` (the first word)
-NAMED_PATH = re.compile(r"`((?:build|spec|hello|deploy|tests|bench|requirements|docs|\.ci|\.do)"
+NAMED_PATH = re.compile(r"`((?:build|spec|hello|deploy|tests|bench|requirements|docs|keys|\.ci|\.do)"
                         r"/[A-Za-z0-9_./-]+)")
 
 
@@ -65,3 +65,10 @@ def test_the_readme_is_a_front_door():
         fences += line.startswith("```")
         if fences % 2 == 0:  # prose and tables, not the pictures in code blocks
             assert len(line) <= 200, f"README.md:{number} is {len(line)} characters"
+
+
+def test_the_release_key_is_printed_in_the_docs_as_committed():
+    """docs/verify.md shows keys/allowed_signers in full: a user compares the two."""
+    key = (ROOT / "keys" / "allowed_signers").read_text()
+    blocks = re.findall(r"^```\n(.*?)^```$", (ROOT / "docs" / "verify.md").read_text(), re.M | re.S)
+    assert key in blocks
