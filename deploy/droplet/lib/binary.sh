@@ -15,6 +15,7 @@ receive() { # REL SHA256: stdin -> releases/REL/hello, checked, or nothing at al
     local rel=$1 sum=$2 dir tmp info
     dir=$(release_dir "$rel")
     [[ $sum =~ ^[0-9a-f]{64}$ ]] || fail "'$sum' is not a SHA-256"
+    check_signed hello "$sum" # before a byte is stored: the sum the upload must then have
     tmp=$(mktemp "$releases/.incoming.XXXXXX")
     cat >"$tmp" || { rm -f "$tmp"; fail "could not store the upload in $releases ($(df -h --output=avail "$releases" | tail -n 1 | tr -d ' ') free); nothing was installed, the running release is untouched"; }
     [[ $(sha256sum <"$tmp" | cut -d' ' -f1) == "$sum" ]] \
