@@ -105,6 +105,27 @@ def test_a_start_removes_what_a_start_killed_outright_left(binary, tmp_path):
     assert unpacks(tmp_path) == []
 
 
+def test_a_start_after_a_sweep_comes_up_whatever_the_length_of_tmpdir(binary, tmp_path):
+    """The sweep frees path strings; the extraction's context came from malloc with
+    its xz decoder pointer unset (the archive is uncompressed), so for some TMPDIR
+    lengths it held that text, and tar_close() crashed on it: SIGSEGV at every start
+    after a dead bundle, for as long as the bundle's copies kept being swept."""
+    (tmp_path / "template").mkdir()
+    group, _ = serving(binary, tmp_path / "template")
+    group.kill()
+    (dead,) = unpacks(tmp_path / "template")
+    crashed = []
+    for extra in range(2, 62):
+        tmpdir = tmp_path / ("d" * extra)
+        tmpdir.mkdir()
+        subprocess.run(["cp", "-a", str(tmp_path / "template" / dead), str(tmpdir)], check=True, timeout=30)
+        result = subprocess.run([str(binary), "version"], env={**os.environ, "TMPDIR": str(tmpdir)},
+                                capture_output=True, timeout=60, check=False)
+        if result.returncode != 0 or unpacks(tmpdir):
+            crashed.append(f"{len(str(tmpdir))}: exit {result.returncode}")
+    assert crashed == [], f"TMPDIR lengths that failed: {crashed}"
+
+
 def test_twenty_restarts_killed_outright_on_a_64_mib_tmpfs_each_come_up(binary, tmpfs):
     tmpdir = tmpfs("64m")
     for attempt in range(20):
