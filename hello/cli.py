@@ -24,6 +24,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"hello: {message} (see 'hello --help')\n")
 
+    def _get_values(self, action, arg_strings):
+        # Python 3.11 reads `--timeout=--` as the value [] (it drops the `--`), which
+        # then met str code as a TypeError traceback: it is a missing value
+        if action.nargs is None and action.option_strings and arg_strings in ([], ["--"]):
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hello", description="A tiny HTTP service for checking deployments.")
@@ -70,7 +77,7 @@ def _usage_error(message: str) -> int:
 
 
 def _healthcheck(args, env) -> int:
-    from hello.healthcheck import local_url, parse_url, probe
+    from hello.healthcheck import parse_url, probe, probe_local
 
     try:
         timeout = config.check_timeout(args.timeout)
@@ -78,23 +85,24 @@ def _healthcheck(args, env) -> int:
         return _usage_error(f"--timeout: {args.timeout!r} {error}")
     if args.own is not None:
         return _own_healthcheck(args, env, timeout)
-    url = args.url
-    if url is None:  # the local server's own address: host and port are checked here
+    commit = args.commit
+    if args.url is None:  # the local server's own address: host and port are checked here
         try:
             port = config.resolve(config.option_named("port"), args.port, env)
             host = config.resolve(config.option_named("host"), None, env)
         except config.ConfigError as error:
             return _usage_error(str(error))
-        url = local_url(host, port)
     else:
         try:
-            parse_url(url)
+            parse_url(args.url)
         except ValueError as error:
             return _usage_error(f"--url: {error}")
-    commit = args.commit
     if commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         return _usage_error(f"--commit: {commit!r} is not a commit (7-40 hex digits)")
-    ok, reason = probe(url, timeout, commit)
+    if args.url is None:
+        ok, reason = probe_local(host, port, timeout, commit)
+    else:
+        ok, reason = probe(args.url, timeout, commit)
     print(f"hello healthcheck: {reason}", file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 

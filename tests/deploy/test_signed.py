@@ -159,7 +159,7 @@ def test_signed_option_needs_the_signed_files(droplet, tmp_path):
 def image_manifest(folder, image_id: str, commit: str) -> None:
     """What build/image writes next to IMAGE_TAR (its format, indent and all)."""
     fields = {"binary_from": "dist", "commit": commit, "created": "2026-01-01T00:00:00Z",
-              "hello_sha256": "0" * 64, "image_id": image_id, "tags": ["hello:1.0.0"], "version": "1.0.0"}
+              "hello_sha256": "0" * 64, "image_id": image_id, "tags": ["hello:9.9.9"], "version": "9.9.9"}
     (folder / "hello-image.json").write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
 
 

@@ -22,7 +22,7 @@ def dist(tmp_path):
     folder.mkdir()
     (folder / "hello").write_bytes(b"binary")
     (folder / "hello.cdx.json").write_text("{}")
-    (folder / "hello-image.json").write_text(json.dumps({"image_id": IMAGE_ID, "tags": ["hello:1.0.0"]}))
+    (folder / "hello-image.json").write_text(json.dumps({"image_id": IMAGE_ID, "tags": ["hello:9.9.9"]}))
     return folder
 
 
@@ -40,16 +40,16 @@ def test_every_file_and_the_image_id_are_subjects(dist):
         "hello": hashlib.sha256(b"binary").hexdigest(),
         "hello.cdx.json": hashlib.sha256(b"{}").hexdigest(),
         "hello-image.json": hashlib.sha256((dist / "hello-image.json").read_bytes()).hexdigest(),
-        "hello:1.0.0": IMAGE_ID.removeprefix("sha256:"),
+        "hello:9.9.9": IMAGE_ID.removeprefix("sha256:"),
     }
 
 
 def test_source_builder_commands_and_requirements_are_recorded(dist):
-    step("provenance", str(dist), "--commit", COMMIT, "--ref", "refs/tags/v1.0.0",
+    step("provenance", str(dist), "--commit", COMMIT, "--ref", "refs/tags/v9.9.9",
          "--repository", "https://example.test/hello", "--invocation", "https://ci.test/run/7")
     definition = written(dist)["predicate"]["buildDefinition"]
     source = definition["externalParameters"]["source"]
-    assert source == {"uri": "git+https://example.test/hello@refs/tags/v1.0.0",
+    assert source == {"uri": "git+https://example.test/hello@refs/tags/v9.9.9",
                       "digest": {"gitCommit": COMMIT}}
     builder = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE).group(1)
     assert definition["internalParameters"] == {"builderImage": builder}

@@ -37,7 +37,7 @@ def release(tmp_path, key):
     (folder / "hello.sha256").write_text("x  hello\n")
     (folder / "hello.cdx.json").write_text("{}\n")
     (folder / "hello-image.tar").write_bytes(b"image layers")
-    (folder / "hello-image.json").write_text(json.dumps({"image_id": IMAGE_ID, "tags": ["hello:1.0.0"]}))
+    (folder / "hello-image.json").write_text(json.dumps({"image_id": IMAGE_ID, "tags": ["hello:9.9.9"]}))
     sign(folder, key, COMMIT)
     return folder
 

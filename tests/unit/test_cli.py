@@ -44,6 +44,10 @@ def run_cli(*args, env=None):
     (["healthcheck", "--port", "1", "--url", "http://x"], {}, "not allowed with argument"),
     (["healthcheck", "--url", "http://127.0.0.1:1/\nx"], {}, "has spaces or control characters"),
     (["healthcheck", "--url", "http://u:secret@127.0.0.1:1/"], {}, "user:password@ is not allowed"),
+    # argparse reads `--flag=--` as [] (a TypeError traceback further on)
+    (["healthcheck", "--timeout=--"], {}, "argument --timeout: expected one argument"),
+    (["healthcheck", "--own=--"], {}, "argument --own: expected one argument"),
+    (["serve", "--port=--"], {}, "argument --port: expected one argument"),
 ])
 def test_bad_input_is_exit_2_and_one_line(args, env, needle):
     result = run_cli(*args, env=env)

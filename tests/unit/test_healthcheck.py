@@ -20,7 +20,7 @@ import time
 import pytest
 
 from hello import healthcheck
-from tests.conftest import ROOT, child_env, full_listen_backlog, wait_until
+from tests.conftest import ROOT, child_env, free_port, full_listen_backlog, wait_until
 
 TIMEOUT_S = 1.0
 # a probe gives up this soon after its deadline (measured by the stub, start-up excluded)
@@ -172,14 +172,16 @@ def test_a_url_without_a_port_probes_port_80(monkeypatch):
     from hello import healthcheck as module
     tried = []
 
-    def connect(self):
-        tried.append((self.host, self.port))
-        raise ConnectionRefusedError(111, "Connection refused")
+    closed = free_port()
 
-    monkeypatch.setattr(module._DeadlineConnection, "connect", connect)
+    def resolve(host, port, **kwargs):  # record what was asked; connect to a closed port
+        tried.append((host, port))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", closed))]
+
+    monkeypatch.setattr(module.socket, "getaddrinfo", resolve)
     assert module.probe("http://127.0.0.1/healthz", 1.0) == \
         (False, "http://127.0.0.1/healthz: Connection refused")
-    assert tried == [("127.0.0.1", 80)]
+    assert tried == [(b"127.0.0.1", 80)]
 
 
 @pytest.mark.parametrize("behaviour, says", [
@@ -310,6 +312,9 @@ def test_printable_urls_are_accepted(url):
     ("http://127.0.0.1:99999/", "'http://127.0.0.1:99999/' has no valid port"),
     ("https://127.0.0.1/", "'https://127.0.0.1/' is not an http:// URL"),
     ("http://a..b/", "'http://a..b/' has no valid host name"),
+    ("http://127.0.0.1:0/h", "'http://127.0.0.1:0/h' has no valid port"),
+    ("http://127.0.0.1/h\u00e9", "'http://127.0.0.1/h\u00e9' has characters outside ASCII in its path "
+     "(percent-encode them)"),
 ])
 def test_bad_urls_exactly(url, message):
     with pytest.raises(ValueError) as caught:
@@ -336,3 +341,112 @@ def test_a_full_listen_backlog_fails_within_the_timeout():
         assert (ok, reason) == (False, f"http://127.0.0.1:{port}/healthz: no complete answer "
                                        "within 0.4s")
         assert time.monotonic() - started < 0.9
+
+
+def _one_answer(answer: bytes):
+    """A listener that answers one request with these bytes, then closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("answer, says", [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "200"),
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n2;x=y\r\nok\r\n0\r\n\r\n", "200"),
+    (b"HTTP/1.0 200 OK\r\n\r\nno length: read to the end", "200"),
+    (b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", "200"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad HTTP answer (InvalidContentLength)"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad HTTP answer (HeaderParsingError)"),
+    (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000, "bad HTTP answer (LineTooLong)"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad HTTP answer (InvalidChunkLength)"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort", "bad HTTP answer (IncompleteRead)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", "bad HTTP answer (IncompleteRead)"),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "200"),
+    (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 500 No\r\nContent-Length: 0\r\n\r\n",
+     "status 500, expected 200"),
+    (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "200"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 5000 + b"\r\n\r\nok",
+     "bad HTTP answer (InvalidContentLength)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Length: 2\r\n\r\nok",
+     "bad HTTP answer (InvalidContentLength)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", "200"),
+    (b"HTTP/2 200\r\n\r\n", "bad HTTP answer (BadStatusLine)"),
+    (b"HTTP/1.1 20 OK\r\n\r\n", "bad HTTP answer (BadStatusLine)"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "bad HTTP answer (BadStatusLine)"),
+])
+def test_the_answer_is_read_as_http_1_1_frames_it(answer, says):
+    listener, thread = _one_answer(answer)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/healthz"
+        assert healthcheck.probe(url, 3) == (says == "200", f"{url}: {says}")
+    finally:
+        listener.close()
+        thread.join(timeout=10)
+
+
+def test_one_huge_chunk_is_read_only_as_far_as_the_body_cap():
+    """A chunk announced as 4 GiB: the probe stops at 64 KiB and judges, it does not
+    buffer until the deadline."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n")
+            try:
+                while not stop.is_set():
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/healthz"
+        began = time.monotonic()
+        assert healthcheck.probe(url, 10) == (True, f"{url}: 200")
+        assert time.monotonic() - began < 2
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=10)
+
+
+def test_an_international_host_name_is_sent_as_its_ascii_form(recorder, monkeypatch):
+    """The Host header is ASCII (xn--), as the resolver and http.client spell it."""
+    port = recorder.server_address[1]
+    real = socket.getaddrinfo
+    monkeypatch.setattr(healthcheck.socket, "getaddrinfo",
+                        lambda host, *args, **kwargs: real("127.0.0.1", *args, **kwargs))
+    seen = []
+    original = _Handler.do_GET
+
+    def do_get(handler):
+        seen.append(handler.headers["Host"])
+        original(handler)
+
+    monkeypatch.setattr(_Handler, "do_GET", do_get)
+    recorder.answers = {"/healthz": (200, b"ok")}
+    url = f"http://bücher.example:{port}/healthz"
+    assert healthcheck.probe(url, 5) == (True, f"{url}: 200")
+    assert seen == [f"xn--bcher-kva.example:{port}"]
+
+
+def test_a_version_answer_nested_too_deep_is_unhealthy_in_one_line(recorder):
+    port = recorder.server_address[1]
+    recorder.answers = {"/healthz": (200, b"ok"), "/version": (200, b"[" * 60000)}
+    assert healthcheck.probe(f"http://127.0.0.1:{port}/healthz", 5, "0123456") == (
+        False, f"http://127.0.0.1:{port}/version: not a hello /version answer")
