@@ -118,6 +118,16 @@ def test_signal_drains_keep_alive_clients_and_cleans_up(start_binary, signum, pi
     assert list(service.tmpdir.iterdir()) == [], "extracted files left in the temp dir"
 
 
+def test_no_runtime_hook_imports_at_every_start_what_a_probe_skips(binary):
+    """PyInstaller's hooks for inspect and pkgutil imported both at every start, a
+    health probe's too (a third of its CPU). The archive's table of contents names
+    each hook in plain bytes."""
+    data = binary.read_bytes()
+    assert b"rthook_defer_imports" in data, "not a hello binary's archive?"
+    for hook in (b"pyi_rth_inspect", b"pyi_rth_pkgutil"):
+        assert hook not in data, hook
+
+
 @pytest.mark.parametrize("argv", [["--bogus"], ["serve", "--port", "abc"], ["--threads", "0"]])
 def test_bad_flags_exit_2_with_one_line(binary, argv):
     result = run([str(binary), *argv])
