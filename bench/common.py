@@ -105,6 +105,21 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def anonymous_mb_and_fds(pid: int) -> tuple[float, int]:
+    """Anonymous memory (smaps_rollup, MB) and open fds, summed over pid and its
+    descendants: what a process holds apart from the files it maps."""
+    anon_kb, fds = 0, 0
+    for member in process_tree(pid):
+        try:
+            rollup = pathlib.Path(f"/proc/{member}/smaps_rollup").read_text()
+            fds += len(os.listdir(f"/proc/{member}/fd"))
+        except OSError:
+            continue
+        match = re.search(r"^Anonymous:\s+(\d+) kB", rollup, re.M)
+        anon_kb += int(match.group(1)) if match else 0
+    return anon_kb / 1000, fds
+
+
 def wrk(url: str, threads: int = 2, connections: int = 32, seconds: int = 5) -> dict:
     """req/s and latency percentiles (ms) from Debian's wrk."""
     if not shutil.which("wrk"):
