@@ -125,7 +125,8 @@ def probe(url: str, timeout: float, commit: str | None = None) -> tuple[bool, st
 
 def probe_local(host: str, port: int, timeout: float, commit: str | None = None) -> tuple[bool, str]:
     """probe() of the local server's /healthz, with no URL to parse."""
-    return _probe(_local(host, port), "/healthz", local_url(host, port), timeout, commit)
+    server = _local(host, port)
+    return _probe(server, "/healthz", f"http://{server[2]}/healthz", timeout, commit)
 
 
 def _probe(server: tuple[str, int, str], target: str, url: str, timeout: float,

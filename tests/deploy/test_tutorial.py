@@ -48,9 +48,16 @@ def test_its_ci_only_steps_name_what_exists():
 
 
 def version_of(output: str) -> dict:
-    """The last /version answer a block printed (a log line is JSON too)."""
-    objects = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    return [each for each in objects if "commit" in each][-1]
+    """The last /version answer a block printed: a JSON object with a commit and
+    `frozen`, wherever it stands (a log line is JSON too, and the server's log lines
+    share stdout with curl's answer, which need not start a line)."""
+    found = []
+    for text in re.findall(r'\{[^{}\n]*"commit"[^{}\n]*\}', output):
+        try:
+            found.append(json.loads(text))
+        except ValueError:
+            continue
+    return [each for each in found if "frozen" in each][-1]
 
 
 @pytest.mark.timeout(1800)

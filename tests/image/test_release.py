@@ -46,6 +46,14 @@ def pipeline_release(docker, base_image, tmp_path_factory) -> tuple[pathlib.Path
     return tree / "dist", commit, key
 
 
+def rebuild(folder: pathlib.Path, key, commit: str, docker, base_image: str) -> subprocess.CompletedProcess:
+    """verify-release --rebuild, in the session's engine and stand-in builder base."""
+    env = {**os.environ, **docker.env, "PYTHON_IMAGE": base_image}
+    return subprocess.run([str(ROOT / "build" / "verify-release"), str(folder), "--signers", str(key.signers),
+                           "--commit", commit, "--rebuild"], env=env, capture_output=True, text=True,
+                          timeout=2400, check=False)
+
+
 def test_what_the_pipeline_makes_verifies(pipeline_release):
     dist, commit, key = pipeline_release
     done = verify(dist, key, commit)
@@ -55,10 +63,7 @@ def test_what_the_pipeline_makes_verifies(pipeline_release):
 
 def test_rebuild_in_the_pinned_builder_gives_the_same_bytes(pipeline_release, docker, base_image):
     dist, commit, key = pipeline_release
-    env = {**os.environ, **docker.env, "PYTHON_IMAGE": base_image}
-    done = subprocess.run([str(ROOT / "build" / "verify-release"), str(dist), "--signers", str(key.signers),
-                           "--commit", commit, "--rebuild"], env=env, capture_output=True, text=True,
-                          timeout=2400, check=False)
+    done = rebuild(dist, key, commit, docker, base_image)
     assert done.returncode == 0, done.stderr
     assert f"built from commit {commit} (rebuilt: same bytes)" in done.stderr
 
@@ -87,10 +92,7 @@ def test_rebuild_refuses_a_signed_file_the_commit_does_not_build(pipeline_releas
     with (other / "hello.cdx.json").open("a") as sbom:
         sbom.write("\n")
     sign(other, key, commit)
-    env = {**os.environ, **docker.env, "PYTHON_IMAGE": base_image}
-    done = subprocess.run([str(ROOT / "build" / "verify-release"), str(other), "--signers", str(key.signers),
-                           "--commit", commit, "--rebuild"], env=env, capture_output=True, text=True,
-                          timeout=2400, check=False)
+    done = rebuild(other, key, commit, docker, base_image)
     assert done.returncode == 1, done.stderr
     last = done.stderr.splitlines()[-1]
     assert f"--rebuild: hello.cdx.json rebuilt from {commit[:12]} has other bytes" in last

@@ -44,6 +44,11 @@ def sign(folder: pathlib.Path, key: Key, commit: str) -> None:
     """Provenance for `commit`, SHA256SUMS over the folder, its signature."""
     step("provenance", str(folder), "--commit", commit, "--ref", "refs/heads/main",
          "--repository", "https://example.test/hello")
+    resign(folder, key)
+
+
+def resign(folder: pathlib.Path, key: Key) -> None:
+    """SHA256SUMS and its signature made again over the folder as it is now."""
     step("checksums", "write", str(folder))
     step("sign-release", str(folder), env={"HELLO_SIGNING_KEY_FILE": str(key.private)})
 

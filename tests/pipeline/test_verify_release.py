@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from tests.conftest import git_head
-from tests.pipeline.release import BUILD, make_key, sign, step, verify
+from tests.pipeline.release import BUILD, make_key, resign, sign, step, verify
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER = "fedcba9876543210fedcba9876543210fedcba98"
@@ -118,8 +118,7 @@ def test_a_provenance_changed_after_signing_is_refused(release, key):
 def test_a_truncated_provenance_signed_anyway_is_refused(release, key):
     path = release / "provenance.intoto.json"
     path.write_text(path.read_text()[:100])
-    step("checksums", "write", str(release))
-    step("sign-release", str(release), env={"HELLO_SIGNING_KEY_FILE": str(key.private)})
+    resign(release, key)
     assert "provenance.intoto.json is not JSON" in refused(verify(release, key, COMMIT))
 
 
@@ -128,8 +127,7 @@ def test_a_provenance_that_does_not_name_a_file_is_refused(release, key):
     statement = json.loads(path.read_text())
     statement["subject"] = [s for s in statement["subject"] if s["name"] != "hello-image.tar"]
     path.write_text(json.dumps(statement))
-    step("checksums", "write", str(release))
-    step("sign-release", str(release), env={"HELLO_SIGNING_KEY_FILE": str(key.private)})
+    resign(release, key)
     assert "does not name hello-image.tar" in refused(verify(release, key, COMMIT))
 
 
@@ -172,12 +170,6 @@ def test_usage_errors_are_one_line_and_exit_2(args):
                           timeout=60, check=False)
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1, done.stderr
-
-
-def resign(release, key) -> None:
-    """SHA256SUMS and its signature made again over the folder as it is now."""
-    step("checksums", "write", str(release))
-    step("sign-release", str(release), env={"HELLO_SIGNING_KEY_FILE": str(key.private)})
 
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink"])

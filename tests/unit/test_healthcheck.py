@@ -9,6 +9,7 @@ its request: never longer than --timeout, whatever the interpreter's start-up co
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -272,8 +273,10 @@ def test_the_timeout_bounds_the_version_request_too(recorder):
         False, f"http://127.0.0.1:{port}/version: no complete answer within 0.5s")
 
 
-def test_an_endless_200_is_healthy_once_enough_of_it_arrived():
-    """A large or endless body: the probe reads a bounded part and decides."""
+@contextlib.contextmanager
+def _streaming_200(head: bytes, piece: bytes):
+    """A server that answers one request with head, then piece after piece until the
+    probe hangs up; yields its /healthz URL."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -281,22 +284,28 @@ def test_an_endless_200_is_healthy_once_enough_of_it_arrived():
         conn, _ = listener.accept()
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            conn.sendall(head)
             try:
                 while not stop.is_set():
-                    conn.sendall(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+                    conn.sendall(piece)
             except OSError:
                 pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/healthz"
-        assert healthcheck.probe(url, 3) == (True, f"{url}: 200")
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/healthz"
     finally:
         stop.set()
         listener.close()
         thread.join(timeout=10)
+
+
+def test_an_endless_200_is_healthy_once_enough_of_it_arrived():
+    """A large or endless body: the probe reads a bounded part and decides."""
+    with _streaming_200(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        b"4000\r\n" + b"x" * 0x4000 + b"\r\n") as url:
+        assert healthcheck.probe(url, 3) == (True, f"{url}: 200")
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/!", 'http://127.0.0.1:8080/"', "http://h/~"])
@@ -398,31 +407,11 @@ def test_the_answer_is_read_as_http_1_1_frames_it(answer, says):
 def test_one_huge_chunk_is_read_only_as_far_as_the_body_cap():
     """A chunk announced as 4 GiB: the probe stops at 64 KiB and judges, it does not
     buffer until the deadline."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n")
-            try:
-                while not stop.is_set():
-                    conn.sendall(b"x" * 65536)
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/healthz"
+    with _streaming_200(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n",
+                        b"x" * 65536) as url:
         began = time.monotonic()
         assert healthcheck.probe(url, 10) == (True, f"{url}: 200")
         assert time.monotonic() - began < 2
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(timeout=10)
 
 
 def test_an_international_host_name_is_sent_as_its_ascii_form(recorder, monkeypatch):

@@ -68,12 +68,16 @@ set_link() { # name target: atomic (a temporary link renamed over the old one)
 }
 link_of() { readlink "$base/$1" 2>/dev/null || true; }
 
+root_only() { # PATH: root's, writable by no one else, not a symlink
+    [[ ! -L $1 && $(stat -c '%u %a' "$1" 2>/dev/null) =~ ^0\ [0-7]*[0145][0145]$ ]]
+}
+
 check_env() { # ask the release's own hello whether hello.env means what it should
     local why
     [[ -f $env_file || -L $env_file ]] || return 0
     # systemd reads it again at every start: whoever else could write it would pass
     # the check, then add what the check refuses.
-    [[ ! -L $env_file && $(stat -c '%u %a' "$env_file") =~ ^0\ [0-7]*[0145][0145]$ ]] \
+    root_only "$env_file" \
         || fail "$env_file must be a root-owned file no one else can write, not a symlink ($(stat -c '%U, mode %a, %F' "$env_file")); nothing changed"
     why=$(heard "$@" check-env - <"$env_file") || fail "$env_file: ${why:+${why#hello: stdin }}${why:-no answer from hello check-env}; nothing changed"
 }

@@ -39,7 +39,7 @@ check_signed() {
     pinned || return 0
     [[ $sum =~ ^[0-9a-f]{64}$ ]] || fail "'$sum' is not a SHA-256"
     for dir in "$pin" "${pin%/*}" /etc; do
-        [[ ! -L $dir && $(stat -c '%u %a' "$dir") =~ ^0\ [0-7]*[0145][0145]$ ]] \
+        root_only "$dir" \
             || fail "$dir must be root's, writable by no one else, not a symlink; nothing changed"
     done
     [[ -f $pin ]] || fail "$pin is not a regular file; nothing changed"
