@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-ORDER = ["service", "binary", "image", "metrics", "swarm", "resources", "probe", "soak"]
+ORDER = ["service", "binary", "image", "metrics", "swarm", "resources", "probe", "soak", "platforms"]
 
 
 def main() -> int:

@@ -36,6 +36,10 @@ MUTATION_HITS = ROOT / ".mutmut-hits"
 # Per-test timeouts (pytest-timeout) for suites whose first test may build an image
 # or a binary in a session fixture (build/image and build/binary run with 900-1800 s
 # subprocess timeouts); every other test gets setup.cfg's 300 s.
+# Time limits in the black-box suites are written for native speed. Through qemu's
+# emulation (make verify-binary-arm64 on x86_64 sets it) they are multiplied by this:
+# what must hold still holds, only later.
+TIME_SCALE = float(os.environ.get("HELLO_TIME_SCALE", "1"))
 SUITE_TIMEOUTS = {"binary": 2400, "image": 2400, "deploy": 2400}
 
 
@@ -87,6 +91,17 @@ def git_head() -> str | None:
     except OSError:
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def release_binary(platform: str) -> pathlib.Path:
+    """dist/hello-<version>-linux-<platform>, as build/binary names it (the arm64 one is
+    built here under emulation: make binary-arm64), or $HELLO_<PLATFORM>_BINARY."""
+    from hello import __version__
+
+    named = os.environ.get(f"HELLO_{platform.upper()}_BINARY")
+    path = pathlib.Path(named) if named else ROOT / "dist" / f"hello-{__version__}-linux-{platform}"
+    require(path.is_file(), f"{path} is not built (make binary-{platform} for arm64, make binary for amd64)")
+    return path
 
 
 def free_port() -> int:

@@ -102,7 +102,8 @@ def root_tools_ok() -> tuple[bool, str]:
 def start_binary(binary, tmp_path):
     """start(args, pid1=False, root=None) -> Running, serving on a free loopback port.
 
-    pid1=True runs it as PID 1 of a new PID namespace (unshare --pid --fork);
+    pid1=True runs it as PID 1 of a new PID namespace with its own /proc
+    (unshare --pid --fork --mount-proc);
     root=DIR runs it in that empty root as uid 65534 (which implies pid1).
     """
     started: list[Running] = []
@@ -118,7 +119,9 @@ def start_binary(binary, tmp_path):
             tmpdir.mkdir()
             argv = [str(binary), *serve]
             if pid1:
-                argv = ["unshare", "--pid", "--fork", *argv]
+                # Its own /proc, as a container gives PID 1: under qemu's binfmt a
+                # /proc of the host's PIDs names qemu as /proc/self/exe's owner.
+                argv = ["unshare", "--pid", "--fork", "--mount-proc", *argv]
         running = Running(argv, port, tmpdir)
         started.append(running)
         return running

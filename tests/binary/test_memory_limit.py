@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, require, wait_until
+from tests.conftest import TIME_SCALE, free_port, require, wait_until
 
 pytestmark = [pytest.mark.binary, pytest.mark.slow, pytest.mark.load]
 
@@ -46,7 +46,7 @@ class Contained:
 
     def health(self) -> int | None:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as probe:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2 * TIME_SCALE) as probe:
                 probe.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
                 return int(probe.recv(64).split()[1])
         except (OSError, IndexError, ValueError):
@@ -141,6 +141,6 @@ def test_past_its_budget_it_answers_probes_and_is_never_oom_killed(contained, sh
     finally:
         for client in clients:
             client.close()
-    wait_until(lambda: server.health() == 200, 10, what="the server after the flood")
+    wait_until(lambda: server.health() == 200, 10 * TIME_SCALE, what="the server after the flood")
     err = server.close()
     assert server.killed == 0 and server.process.returncode == 0, err

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, release_binary, wait_until
 from tests.deploy.conftest import DEPLOY, Poller, deploy, report, tree, version_json
 
 pytestmark = [pytest.mark.droplet, pytest.mark.slow]
@@ -592,3 +592,46 @@ def test_hello_env_another_user_could_write_is_refused(droplet, base, releases, 
     assert result.returncode == 1, result.stderr
     assert "hello.env must be a root-owned file" in last_line(result), last_line(result)
     serving(droplet, new)
+
+
+def test_a_binary_for_another_machine_is_refused_before_anything_is_copied(droplet, base, releases):
+    """The droplet is x86_64: the arm64 build is refused by build/deploy, which asks
+    the host's `uname -m`, and the release serving goes on serving."""
+    old, _ = releases
+    ensure(droplet, base, old)
+    before = tree(base / "releases")
+    arm64 = release_binary("arm64")
+    result = deploy(droplet, "binary", "-a", str(arm64), "-p", str(PORT))
+    assert result.returncode == 1, result.stderr
+    assert f"{arm64} is linux-arm64, and droplet is linux-amd64" in last_line(result)
+    assert tree(base / "releases") == before
+    serving(droplet, old)
+
+
+def test_the_host_agent_refuses_an_upload_for_another_machine(droplet, base, releases):
+    """hello-ctl reads the upload's ELF header itself: this host's kernel would run an
+    arm64 binary through qemu's binfmt, so running it is no check."""
+    old, _ = releases
+    ensure(droplet, base, old)
+    arm64 = release_binary("arm64").read_bytes()
+    name = f"{old.version}-{'a' * 12}"
+    result = droplet.ssh(f"{AGENT} binary {name} {hashlib.sha256(arm64).hexdigest()}",
+                         check=False, input=arm64)
+    assert result.returncode == 1, result.stderr
+    assert ("FAILED: the upload is linux-arm64, and this host is linux-amd64 (x86_64): "
+            f"deploy hello-{old.version}-linux-amd64; nothing was installed") in result.stderr
+    assert not (base / "releases" / name).exists()
+    assert not list((base / "releases").glob(".incoming.*"))
+    serving(droplet, old)
+
+
+def test_without_an_artifact_the_release_for_the_hosts_machine_is_picked(droplet, base, releases):
+    """No --artifact: dist/hello-<version>-linux-amd64 (the droplet's machine), even
+    with the arm64 release beside it in dist."""
+    release_binary("arm64")
+    native = release_binary("amd64")
+    result = deploy(droplet, "binary", "-p", str(PORT))
+    assert result.returncode == 0, result.stderr
+    assert f"deploying dist/{native.name} (" in result.stderr
+    assert "(linux-amd64):/opt/hello/releases/" in result.stderr
+    assert (base / "current" / "hello").read_bytes() == native.read_bytes()

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import release_binary, require
 from tests.deploy.conftest import deploy, tree
 from tests.pipeline.release import make_key, sign
 
@@ -99,6 +99,23 @@ def test_a_release_signed_by_the_pinned_key_serves(droplet, pinned, releases, ke
     assert droplet.commit(PORT) == old.commit
 
 
+def test_a_release_signed_under_its_platform_name_only_serves(droplet, pinned, releases, keys,
+                                                               tmp_path):
+    """A release folder of another platform's build: SHA256SUMS names this host's binary
+    only as hello-<version>-linux-amd64 (its `hello` is the arm64 build)."""
+    old, _ = releases
+    folder = tmp_path / "release"
+    folder.mkdir()
+    shutil.copy2(release_binary("arm64"), folder / "hello")
+    shutil.copy2(old.path, folder / f"hello-{old.version}-linux-amd64")
+    sign(folder, keys[0], old.commit)
+    result = deploy(droplet, "binary", "-b", BASE, "-p", str(PORT), "-a",
+                    str(folder / f"hello-{old.version}-linux-amd64"))
+    assert result.returncode == 0, result.stderr
+    assert f"or hello-{old.version}-linux-amd64: sha256 " in result.stderr
+    assert droplet.commit(PORT) == old.commit
+
+
 def test_an_unsigned_release_is_refused_and_nothing_changes(droplet, pinned, releases, tmp_path):
     _, new = releases
     folder = tmp_path / "unsigned"
@@ -118,16 +135,18 @@ def test_a_binary_the_signed_sums_do_not_list_is_refused(droplet, pinned, releas
     old, new = releases
     folder = signed_folder(tmp_path, old, keys[0])
     shutil.copy2(new.path, folder / "hello")
-    refused_and_unchanged(droplet, pinned, folder, "does not list hello with sha256")
+    refused_and_unchanged(droplet, pinned, folder,
+                          f"does not list hello or hello-{new.version}-linux-amd64 with sha256")
 
 
 def test_a_binary_signed_under_another_name_is_refused(droplet, pinned, releases, keys, tmp_path):
-    """Its sha256 is a line of the signed SHA256SUMS, but not the line of `hello`."""
+    """Its sha256 is a line of the signed SHA256SUMS, but not the line of `hello` nor
+    of this host's release name."""
     old, new = releases
     folder = signed_folder(tmp_path, old, keys[0], extra={"hello.extra": new.path})
     before = state(droplet, pinned)
     result = deploy(droplet, "binary", "-b", BASE, "-p", str(PORT), "-a", str(folder / "hello.extra"))
-    refused(result, "does not list hello with sha256")
+    refused(result, f"does not list hello or hello-{new.version}-linux-amd64 with sha256")
     assert state(droplet, pinned) == before
 
 

@@ -69,7 +69,7 @@ def snapshot(into: pathlib.Path) -> pathlib.Path:
     """A copy of the checkout to build from, so that both builds of the
     reproducibility check see the same files even while someone edits the tree."""
     shutil.copytree(ROOT, into, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "dist", ".pyinstaller", "test-results", ".pytest_cache",
+        ".git", ".venv", "dist", ".pyinstaller", ".pyinstaller-arm64", "test-results", ".pytest_cache",
         ".ruff_cache", "__pycache__", "*.egg-info", ".bench", ".schemathesis"))
     return into
 

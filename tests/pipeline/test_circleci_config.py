@@ -6,17 +6,28 @@ reference checker and these assertions on the parsed config stand in for it.
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.machinery
 import importlib.util
 import re
 import subprocess
 import sys
 
+import pytest
+
+from hello import __version__
 from tests.conftest import ROOT, require
 from tests.pipeline import circleci_refs
 from tests.pipeline.conftest import CONFIG
 
 VERSION_TAG = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+$")
 VERIFY_RELEASE = 'build/verify-release dist --commit "$CIRCLE_SHA1"'
+# What a build leaves in dist/: the names build-binary and build-binary-arm64 share,
+# and each platform's release names.
+SHARED_NAMES = ("dist/hello", "dist/hello.sha256", "dist/hello.cdx.json")
+RELEASE_NAMES = {platform: (f"dist/hello-{__version__}-linux-{platform}",
+                            f"dist/hello-{__version__}-linux-{platform}.cdx.json")
+                 for platform in ("amd64", "arm64")}
 
 
 def _tool(module: str) -> list[str]:
@@ -41,6 +52,19 @@ def _expanded(config, job):
 def _runs(config, job):
     return [body if isinstance(body, str) else body["command"]
             for step, body, _ in _expanded(config, job) if step == "run"]
+
+
+def _persisted(config, job) -> list[str]:
+    return [p for s, b, _ in _expanded(config, job) if s == "persist_to_workspace" for p in b["paths"]]
+
+
+def _covered(paths: list[str], name: str) -> bool:
+    """Whether persisting `paths` (CircleCI globs) puts the file `name` in the workspace."""
+    return any(fnmatch.fnmatchcase(name, path) for path in paths)
+
+
+def _executor(config, job) -> dict:
+    return config["executors"][config["jobs"][job]["executor"]]
 
 
 def _entry(config, workflow, job):
@@ -83,9 +107,12 @@ def test_the_pipeline_has_its_jobs_in_order(parsed_config):
     assert requires == {
         "lint": set(), "test": set(),
         "build-binary": {"lint", "test"},
+        "build-binary-arm64": {"lint", "test"},
         "verify-binary": {"build-binary"},
+        "verify-binary-arm64": {"build-binary-arm64"},
         "build-image": {"build-binary"},
-        "sign-release": {"verify-binary", "build-image"},
+        "image-index": {"build-binary", "build-binary-arm64"},
+        "sign-release": {"verify-binary", "verify-binary-arm64", "build-image", "image-index"},
         "hold-deploy": {"sign-release"},
         "deploy": {"hold-deploy"},
     }
@@ -98,7 +125,8 @@ def test_deploy_runs_only_on_main_and_version_tags(parsed_config):
         assert filters["branches"]["only"] == "main"
         tag = filters["tags"]["only"].strip("/")
         assert re.match(tag, "v1.2.3") and not re.match(tag, "v1.2") and not re.match(tag, "latest")
-    for job in ("lint", "test", "build-binary", "verify-binary", "build-image"):
+    for job in ("lint", "test", "build-binary", "build-binary-arm64", "verify-binary",
+                "verify-binary-arm64", "build-image", "image-index"):
         filters = _entry(parsed_config, "pipeline", job)["filters"]
         assert "branches" not in filters, f"{job} must run on every branch"
         deploy_tags = _entry(parsed_config, "pipeline", "deploy")["filters"]["tags"]["only"]
@@ -138,16 +166,35 @@ def test_the_artifact_parameter_defaults_to_the_binary(parsed_config):
     assert param["default"] == "binary"
 
 
-def test_swarm_pushes_the_built_image_then_deploys_it_by_digest(parsed_config):
-    runs = _runs(parsed_config, "deploy")
-    push = next(i for i, r in enumerate(runs) if r.startswith("build/ci-push-image "))
-    deploy = next(i for i, r in enumerate(runs) if r.startswith("build/deploy swarm "))
-    load = next(i for i, r in enumerate(runs) if r.startswith("build/ci-load-image dist/hello-image.tar"))
-    assert load < push < deploy
-    assert "> dist/swarm-image" in runs[push] and '--image "$(cat dist/swarm-image)"' in runs[deploy]
-    assert '-F "$HOME/.ssh/hello/config"' in runs[deploy]
+def _branch(config, artifact) -> list[str]:
+    """The run commands of deploy's `when: equal [artifact, ...]` block."""
+    for step in config["jobs"]["deploy"]["steps"]:
+        body = step.get("when") if isinstance(step, dict) else None
+        if body and body["condition"] == {"equal": [artifact, "<< parameters.artifact >>"]}:
+            return [s["run"]["command"] for s in body["steps"] if isinstance(s, dict) and "run" in s]
+    raise KeyError(artifact)
+
+
+def test_swarm_pushes_the_signed_image_index_then_deploys_it_by_digest(parsed_config):
+    """The swarm gets the multi-arch index image-index wrote (signed, verified first),
+    pushed with its digests, and the stack names that digest."""
+    runs = _branch(parsed_config, "swarm")
+    assert runs == [
+        'build/ci-push-image "$HELLO_REGISTRY" dist/hello-oci.tar > dist/swarm-image',
+        'build/deploy swarm "$SWARM_MANAGER" -F "$HOME/.ssh/hello/config" --image "$(cat dist/swarm-image)"',
+    ]
+    assert "dist/hello-oci.tar" in _persisted(parsed_config, "image-index")
+    assert _branch(parsed_config, "image") == ["build/ci-load-image dist/hello-image.tar"]
     job = parsed_config["jobs"]["deploy"]["parameters"]["artifact"]["enum"]
     assert job == parsed_config["parameters"]["artifact"]["enum"]
+
+
+def test_deploy_runs_where_skopeo_can_preserve_digests(parsed_config):
+    """build/ci-push-image needs skopeo 1.6+ (--preserve-digests); Ubuntu 22.04, the
+    cimg images' base, packages 1.4, Ubuntu 24.04 packages 1.13."""
+    executor = _executor(parsed_config, "deploy")
+    assert "docker" not in executor
+    assert executor["machine"]["image"].startswith("ubuntu-2404:")
 
 
 def test_rollback_runs_alone_without_a_rebuild(parsed_config):
@@ -167,10 +214,97 @@ def test_rollback_runs_alone_without_a_rebuild(parsed_config):
 def test_build_binary_persists_and_stores_its_artifacts(parsed_config):
     steps = _expanded(parsed_config, "build-binary")
     assert _runs(parsed_config, "build-binary") == ["make binary-in-docker"]
-    persisted = [p for s, b, _ in steps if s == "persist_to_workspace" for p in b["paths"]]
-    stored = [b["path"] for s, b, _ in steps if s == "store_artifacts"]
-    for path in ("dist/hello", "dist/hello.sha256", "dist/hello.cdx.json"):
-        assert path in persisted and path in stored
+    persisted = _persisted(parsed_config, "build-binary")
+    for name in (*SHARED_NAMES, *RELEASE_NAMES["amd64"]):
+        assert _covered(persisted, name), name
+    assert not any(_covered(persisted, name) for name in RELEASE_NAMES["arm64"])
+    # store_artifacts takes no globs: the whole dist/ of the job, under its platform
+    assert [(b["path"], b["destination"]) for s, b, _ in steps if s == "store_artifacts"] == [
+        ("dist", "linux-amd64")]
+
+
+def test_the_arm64_build_is_the_same_target_natively_on_an_arm_machine(parsed_config):
+    """Same make target, so the same Dockerfile and pins; a machine (its own docker
+    engine) of an arm resource class, so the builder runs natively."""
+    assert _runs(parsed_config, "build-binary-arm64") == _runs(parsed_config, "build-binary")
+    executor = _executor(parsed_config, "build-binary-arm64")
+    assert executor["resource_class"].startswith("arm.") and "machine" in executor
+    steps = [s for s, _, _ in _expanded(parsed_config, "build-binary-arm64")]
+    assert "setup_remote_docker" not in steps
+
+
+def test_the_arm64_build_persists_only_arm64_release_files(parsed_config):
+    """Its dist/hello and dist/hello.sha256 are arm64 bytes under the names
+    build-binary's amd64 ones have in the same workspace."""
+    persisted = _persisted(parsed_config, "build-binary-arm64")
+    for name in RELEASE_NAMES["arm64"]:
+        assert _covered(persisted, name), name
+    for name in (*SHARED_NAMES, *RELEASE_NAMES["amd64"], "dist/hello-image.tar", "dist/hello-oci.tar"):
+        assert not _covered(persisted, name), name
+    steps = _expanded(parsed_config, "build-binary-arm64")
+    assert [(b["path"], b["destination"]) for s, b, _ in steps if s == "store_artifacts"] == [
+        ("dist", "linux-arm64")]
+
+
+def _workspace_conflicts(config) -> list[tuple[str, str, str]]:
+    """(job, job, path): two jobs of the pipeline, neither upstream of the other, that
+    persist the same workspace path. CircleCI's attach_workspace fails on that
+    ("concurrent upstream jobs persisted the same file(s)")."""
+    requires = {}
+    for entry in config["workflows"]["pipeline"]["jobs"]:
+        name, body = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+        requires[name] = set((body or {}).get("requires", []))
+
+    def upstream(job):
+        found = set(requires[job])
+        for parent in requires[job]:
+            found |= upstream(parent)
+        return found
+
+    paths = {job: _persisted(config, job) for job in requires if job in config["jobs"]}
+    return [(first, second, path) for first in sorted(paths) for second in sorted(paths)
+            if first < second and first not in upstream(second) and second not in upstream(first)
+            for path in paths[first] for other in paths[second]
+            if fnmatch.fnmatchcase(path, other) or fnmatch.fnmatchcase(other, path)]
+
+
+def test_jobs_side_by_side_never_persist_the_same_workspace_file(config):
+    assert _workspace_conflicts(config) == []
+    for step in config["jobs"]["build-binary-arm64"]["steps"]:
+        if isinstance(step, dict) and "persist_to_workspace" in step:
+            step["persist_to_workspace"]["paths"].append("dist/hello")
+    assert _workspace_conflicts(config) == [("build-binary", "build-binary-arm64", "dist/hello")]
+
+
+def test_verify_binary_arm64_tests_the_arm64_artifact_natively_as_root(parsed_config):
+    executor = _executor(parsed_config, "verify-binary-arm64")
+    assert executor["resource_class"].startswith("arm.") and "machine" in executor
+    steps = [s for s, _, _ in _expanded(parsed_config, "verify-binary-arm64")]
+    assert steps.index("attach_workspace") < steps.index("run")
+    assert _runs(parsed_config, "verify-binary-arm64") == [
+        "build/ci-as-root cimg/python:3.11.7 make verify-binary-arm64"]
+    assert "store_test_results" in steps
+
+
+def test_image_index_makes_one_index_from_both_builds(parsed_config):
+    """It reads both release binaries from the workspace and writes the layout
+    deploy pushes; no engine needed."""
+    steps = [s for s, _, _ in _expanded(parsed_config, "image-index")]
+    assert _runs(parsed_config, "image-index") == ["make image-index"]
+    assert steps.index("attach_workspace") < steps.index("run")
+    assert "setup_remote_docker" not in steps
+    upstream = _persisted(parsed_config, "build-binary") + _persisted(parsed_config, "build-binary-arm64")
+    for name in (RELEASE_NAMES["amd64"][0], RELEASE_NAMES["arm64"][0]):
+        assert _covered(upstream, name), name
+    assert _persisted(parsed_config, "image-index") == ["dist/hello-oci.tar"]
+
+
+def test_setup_remote_docker_only_in_docker_executor_jobs(parsed_config):
+    """A machine has its own engine; CircleCI's remote docker is for docker-executor jobs."""
+    for job in parsed_config["jobs"]:
+        steps = [s for s, _, _ in _expanded(parsed_config, job)]
+        if "setup_remote_docker" in steps:
+            assert "docker" in _executor(parsed_config, job), job
 
 
 def test_verify_binary_tests_the_built_artifact_without_rebuilding(parsed_config):
@@ -182,12 +316,14 @@ def test_verify_binary_tests_the_built_artifact_without_rebuilding(parsed_config
     assert "store_test_results" in steps
 
 
-def test_the_makefile_verify_binary_target_does_not_rebuild():
+@pytest.mark.parametrize("target", ["verify-binary", "verify-binary-arm64"])
+def test_the_makefile_verify_binary_target_does_not_rebuild(target):
     text = (ROOT / "Makefile").read_text()
-    rule = re.search(r"^verify-binary:([^#\n]*)", text, re.M)
-    recipe = re.search(r"^verify-binary:.*\n((?:\t.*\n)*)", text, re.M).group(1)
-    assert rule and "dist/hello" not in rule.group(1) and "binary" not in rule.group(1).split()
-    assert "build/binary" not in recipe
+    rule = re.search(rf"^{target}:([^#\n]*)", text, re.M)
+    recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)*)", text, re.M).group(1)
+    assert rule and "dist/hello" not in rule.group(1)
+    assert not {"binary", "binary-arm64"} & set(rule.group(1).split())
+    assert "build/binary" not in recipe and "arm64-binary" not in recipe
 
 
 def test_test_job_stores_junit_results(parsed_config):
@@ -228,13 +364,27 @@ def test_only_sign_release_holds_the_signing_key(parsed_config):
     assert [job for job, context in contexts.items() if context == "hello-release"] == ["sign-release"]
 
 
+# Which job runs each command build/provenance records.
+PROVENANCE_JOBS = {"binary": "build-binary", "binary-arm64": "build-binary-arm64", "image": "build-image",
+                   "image-index": "image-index", "checksums": "sign-release"}
+
+
+def _provenance_commands() -> dict:
+    loader = importlib.machinery.SourceFileLoader("provenance", str(ROOT / "build" / "provenance"))
+    spec = importlib.util.spec_from_loader("provenance", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module.COMMANDS
+
+
 def test_the_provenance_names_the_commands_the_pipeline_runs(parsed_config):
-    """build/provenance records the build commands; they must be the config's own."""
-    text = (ROOT / "build" / "provenance").read_text()
-    commands = dict(re.findall(r'^    "(\w+)": "([^"]+)",$', text, re.MULTILINE))
-    assert commands["binary"] in _runs(parsed_config, "build-binary")
-    assert commands["image"] in _runs(parsed_config, "build-image")
-    assert commands["checksums"] in _runs(parsed_config, "sign-release")
+    """build/provenance records the build commands; they must be the config's own,
+    each in the job its key names (the arm64 build's on an arm machine)."""
+    commands = _provenance_commands()
+    assert set(commands) == set(PROVENANCE_JOBS)
+    for key, job in PROVENANCE_JOBS.items():
+        assert commands[key] in _runs(parsed_config, job), (key, job)
+    assert _executor(parsed_config, "build-binary-arm64")["resource_class"].startswith("arm.")
 
 
 def test_the_makefile_image_target_never_rebuilds_the_binary():
@@ -289,7 +439,7 @@ def test_every_job_that_runs_tests_sets_hello_require_all(parsed_config):
     testing = [job for job in parsed_config["jobs"]
                if any(re.search(r"\b(make (test|verify-binary)\S*|pytest)\b", run)
                       for run in _runs(parsed_config, job))]
-    assert {"test", "verify-binary"} <= set(testing), testing
+    assert {"test", "verify-binary", "verify-binary-arm64"} <= set(testing), testing
     for job in testing:
         environment = parsed_config["jobs"][job].get("environment") or {}
         assert environment.get("HELLO_REQUIRE_ALL") == "1", job

@@ -22,6 +22,8 @@ def dist(tmp_path):
     folder.mkdir()
     (folder / "hello").write_bytes(b"binary")
     (folder / "hello.cdx.json").write_text("{}")
+    (folder / "hello-9.9.9-linux-arm64").write_bytes(b"arm64 binary")
+    (folder / "hello-oci.tar").write_bytes(b"layout")
     (folder / "hello-image.json").write_text(json.dumps({"image_id": IMAGE_ID, "tags": ["hello:9.9.9"]}))
     return folder
 
@@ -31,6 +33,7 @@ def written(folder) -> dict:
 
 
 def test_every_file_and_the_image_id_are_subjects(dist):
+    """The arm64 release binary and the image index's layout included."""
     step("provenance", str(dist), "--commit", COMMIT)
     statement = written(dist)
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
@@ -39,6 +42,8 @@ def test_every_file_and_the_image_id_are_subjects(dist):
     assert subjects == {
         "hello": hashlib.sha256(b"binary").hexdigest(),
         "hello.cdx.json": hashlib.sha256(b"{}").hexdigest(),
+        "hello-9.9.9-linux-arm64": hashlib.sha256(b"arm64 binary").hexdigest(),
+        "hello-oci.tar": hashlib.sha256(b"layout").hexdigest(),
         "hello-image.json": hashlib.sha256((dist / "hello-image.json").read_bytes()).hexdigest(),
         "hello:9.9.9": IMAGE_ID.removeprefix("sha256:"),
     }
@@ -58,6 +63,15 @@ def test_source_builder_commands_and_requirements_are_recorded(dist):
         digest = hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
         assert {"name": name, "digest": {"sha256": digest}} in definition["resolvedDependencies"]
     assert written(dist)["predicate"]["runDetails"]["metadata"] == {"invocationId": "https://ci.test/run/7"}
+
+
+def test_the_commands_name_both_binary_builds_and_the_image_index(dist):
+    """The arm64 binary is the amd64 one's command on another machine: its own key
+    says so (tests/pipeline/test_circleci_config.py holds each equal to its job)."""
+    step("provenance", str(dist), "--commit", COMMIT)
+    commands = written(dist)["predicate"]["buildDefinition"]["externalParameters"]["commands"]
+    assert commands["binary"] == commands["binary-arm64"] == "make binary-in-docker"
+    assert commands["image-index"] == "make image-index"
 
 
 def test_circleci_variables_are_the_defaults(dist):

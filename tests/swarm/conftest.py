@@ -6,10 +6,14 @@
   at the end (its state under /var/tmp/hello-swarm-test).
 - `releases`: image IDs in the session's engine. v1 is build/image's image; the
   others are one-line Dockerfiles FROM it, so /hello is the same verified binary:
-  v2 sets HELLO_MESSAGE (a release a client can tell apart), wrong-port runs
-  `serve --port 8081` (the trap: tasks share the port, so the old one answers a
-  naive probe), never-ready listens only on 127.0.0.2 (alive, never reachable on
-  the service's address).
+  wrong-port runs `serve --port 8081` (the trap: tasks share the port, so the old
+  one answers a naive probe), never-ready listens only on 127.0.0.2 (alive, never
+  reachable on the service's address).
+- `layouts`: what CI pushes, build/image-index's OCI layout (linux/amd64 and
+  linux/arm64, from the release binaries), and v2, the same layout with
+  HELLO_MESSAGE set in each image (a release a client can tell apart).
+- `login_registry`: Debian's docker-registry on a loopback port that wants a login
+  (htpasswd), one per test, stopped by PID.
 - `pollers`: one HTTP client per node, in the swarm's switch namespace, each polling
   every 20 ms on a new connection; stopped by PID, each reports its counts.
 
@@ -24,15 +28,21 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
 
-from tests.conftest import ROOT, Docker, require
+from hello import __version__
+from tests.conftest import ROOT, Docker, free_port, release_binary, require, wait_until
+from tests.swarm import layout
 
 SWARM = ROOT / "tests" / "infra" / "swarm"
 DEPLOY = ROOT / "deploy" / "swarm" / "deploy"
+PUSH = ROOT / "build" / "ci-push-image"
+INDEX = ROOT / "build" / "image-index"
 BASE_IMAGE = ROOT / "tests" / "infra" / "base-image"
 POLLER = pathlib.Path(__file__).with_name("poller.py")
 STATE = os.environ.get("HELLO_SWARM_TEST_DIR", "/var/tmp/hello-swarm-test")
@@ -98,7 +108,6 @@ def swarm():
 @dataclasses.dataclass
 class Releases:
     v1: str
-    v2: str
     wrong_port: str
     never_ready: str
 
@@ -126,10 +135,85 @@ def releases(docker_engine) -> Releases:
     assert v1.startswith("sha256:"), built.stdout
     return Releases(
         v1=v1,
-        v2=_derive(docker_engine, v1, 'ENV HELLO_MESSAGE="hello v2"'),
         wrong_port=_derive(docker_engine, v1, 'CMD ["serve", "--port", "8081"]'),
         never_ready=_derive(docker_engine, v1, "ENV HELLO_HOST=127.0.0.2"),
     )
+
+
+@dataclasses.dataclass
+class Layouts:
+    release: pathlib.Path     # build/image-index's dist/hello-oci.tar
+    release_digest: str       # the index digest it printed
+    v2: pathlib.Path          # the same with HELLO_MESSAGE="hello v2" in each image
+    v2_digest: str
+
+
+@pytest.fixture(scope="session")
+def layouts(tmp_path_factory) -> Layouts:
+    """build/image-index over the release binaries of both platforms, as CI's
+    image-index job runs it (a folder of their own: dist/ is left alone)."""
+    folder = tmp_path_factory.mktemp("index")
+    for platform in ("amd64", "arm64"):
+        shutil.copy(release_binary(platform), folder / f"hello-{__version__}-linux-{platform}")  # 0755 too
+    made = subprocess.run([str(INDEX), str(folder)], check=False, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert made.returncode == 0, made.stderr
+    release = folder / "hello-oci.tar"
+    v2 = folder / "hello-oci-v2.tar"
+    return Layouts(release, made.stdout.strip(), v2, layout.with_env(release, v2, "HELLO_MESSAGE=hello v2"))
+
+
+def push_env() -> dict:
+    """The environment build/ci-push-image gets here: never a login of the caller's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_REGISTRY_")}
+
+
+@dataclasses.dataclass
+class LoginRegistry:
+    address: str              # 127.0.0.1:PORT
+    user: str
+    token: str
+
+
+def _bcrypt(secret: str) -> str:
+    with warnings.catch_warnings():  # crypt: deprecated in 3.11, and the one bcrypt in the stdlib
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    hashed = crypt.crypt(secret, crypt.mksalt(crypt.METHOD_BLOWFISH))  # noqa: S324 (htpasswd wants bcrypt)
+    require(bool(hashed) and hashed.startswith("$2"), "this libcrypt makes no bcrypt hash (htpasswd)")
+    return hashed
+
+
+@pytest.fixture
+def login_registry(tmp_path):
+    require(shutil.which("docker-registry") is not None,
+            "docker-registry is not installed (apt-get install docker-registry)")
+    port = free_port()
+    registry = LoginRegistry(f"127.0.0.1:{port}", "ci", "token-" + os.urandom(8).hex())
+    (tmp_path / "htpasswd").write_text(f"{registry.user}:{_bcrypt(registry.token)}\n")
+    (tmp_path / "registry.yml").write_text(
+        "version: 0.1\nlog: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
+        f"http: {{addr: '{registry.address}'}}\n"
+        f"auth: {{htpasswd: {{realm: hello-test, path: {tmp_path / 'htpasswd'}}}}}\n")
+    with (tmp_path / "registry.log").open("w") as log:
+        process = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "registry.yml")],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def listening():
+        assert process.poll() is None, (tmp_path / "registry.log").read_text()
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+    try:
+        wait_until(listening, 20, 0.05, f"docker-registry on {registry.address}")
+        yield registry
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class Pollers:

@@ -2,19 +2,24 @@
 
 The tests run in order on one swarm, each starting from the state the previous one
 left (a real service's history): v1 by image ID copied to every node (no registry),
-v2 by digest from the local registry (a rolling update under pollers), two broken
-releases rolled back by the engine, then a node lost in the middle of an update.
+the multi-arch index pushed with CI's own script (build/ci-push-image), v2 by digest
+from the local registry (a rolling update under pollers), two broken releases rolled
+back by the engine, then a node lost in the middle of an update.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pathlib
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import DOCKERD, ROOT, wait_until
-from tests.swarm.conftest import DEPLOY, Swarm
+from hello import __version__
+from tests.conftest import DOCKERD, wait_until
+from tests.swarm.conftest import DEPLOY, PUSH, Swarm, push_env
 
 SERVICE = "hello_hello"
 
@@ -81,28 +86,41 @@ def test_initial_deploy_by_image_id(swarm, releases):
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
 
 
-def _push_to_registry(swarm: Swarm, docker_engine, image: str) -> str:
-    """Copy the image to node 1 only and push it from there with CI's own script
-    (build/ci-push-image): the digest to deploy."""
-    node = swarm.docker(1)
-    save = subprocess.Popen([docker_engine.client, "save", image], stdout=subprocess.PIPE,
-                            env=docker_engine.env)
-    loaded = subprocess.run([node.client, "-H", node.host, "load", "-q"], stdin=save.stdout,
-                            check=False, capture_output=True, text=True, timeout=300)
-    save.stdout.close()
-    assert save.wait(timeout=60) == 0 and loaded.returncode == 0, loaded.stderr
-    pushed = subprocess.run([str(ROOT / "build" / "ci-push-image"), swarm.registry, image], check=False,
-                            capture_output=True, text=True, timeout=300, env=node.env)
-    assert pushed.returncode == 0, pushed.stderr
-    digest = pushed.stdout.strip()
-    assert digest.startswith(f"{swarm.registry}/hello@sha256:"), pushed.stdout
-    tags = node.out("image", "inspect", "-f", "{{json .RepoTags}}", image)
-    assert f"{swarm.registry}/hello:" in tags  # the version tag, for people
-    return digest
+def _in_switch(swarm: Swarm, *argv: str) -> subprocess.CompletedProcess:
+    """A command in the switch namespace, where the registry listens."""
+    return subprocess.run(["ip", "netns", "exec", f"{swarm.name}-sw", *argv], check=False,
+                          capture_output=True, timeout=300, env=push_env())
 
 
-def test_rolling_update_from_the_registry_zero_failed(swarm, releases, docker_engine, pollers):
-    digest = _push_to_registry(swarm, docker_engine, releases.v2)
+def _push(swarm: Swarm, layout: pathlib.Path) -> str:
+    """Push a layout with CI's own script (no engine involved): the reference it prints.
+    --no-tls-verify: the registry here speaks plain HTTP on a private bridge."""
+    pushed = _in_switch(swarm, str(PUSH), "--no-tls-verify", swarm.registry, str(layout))
+    assert pushed.returncode == 0, pushed.stderr.decode()
+    return pushed.stdout.decode().strip()
+
+
+def _served(swarm: Swarm, reference: str) -> bytes:
+    """The manifest the registry serves for a tag or digest, byte for byte."""
+    result = _in_switch(swarm, "skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reference}")
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout
+
+
+def test_the_pushed_index_is_the_one_build_image_index_wrote(swarm, layouts):
+    reference = _push(swarm, layouts.release)
+    assert reference == f"{swarm.registry}/hello@{layouts.release_digest}"
+    index = _served(swarm, reference)
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == layouts.release_digest
+    platforms = {(m["platform"]["os"], m["platform"]["architecture"]) for m in json.loads(index)["manifests"]}
+    assert platforms == {("linux", "amd64"), ("linux", "arm64")}
+    # The version tag, for people, names the same index.
+    assert _served(swarm, f"{swarm.registry}/hello:{__version__}") == index
+
+
+def test_rolling_update_from_the_registry_zero_failed(swarm, layouts, pollers):
+    digest = _push(swarm, layouts.v2)
+    assert digest == f"{swarm.registry}/hello@{layouts.v2_digest}"
     # Nodes 2 and 3 have never seen v2: they pull it by digest.
     assert swarm.docker(3).run("image", "inspect", digest, check=False).returncode != 0
     group = pollers()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif("MUTANT_UNDER_TEST" in os.environ,
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-MAKE = re.compile(r"`make ([a-z][a-z-]*)")
+MAKE = re.compile(r"`make ([a-z][a-z0-9-]*)")
 # a path in backticks under one of the project's folders, like `build/deploy` or
 # `tests/infra/droplet up DIR` (the first word)
 NAMED_PATH = re.compile(r"`((?:build|spec|hello|deploy|tests|bench|requirements|docs|keys|\.ci|\.do)"
@@ -27,7 +27,7 @@ NAMED_PATH = re.compile(r"`((?:build|spec|hello|deploy|tests|bench|requirements|
 
 def targets() -> set[str]:
     makefile = (ROOT / "Makefile").read_text()
-    return set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    return set(re.findall(r"^([a-z][a-z0-9-]*):", makefile, re.M))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)

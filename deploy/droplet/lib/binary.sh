@@ -15,11 +15,20 @@ receive() { # REL SHA256: stdin -> releases/REL/hello, checked, or nothing at al
     local rel=$1 sum=$2 dir tmp info
     dir=$(release_dir "$rel")
     [[ $sum =~ ^[0-9a-f]{64}$ ]] || fail "'$sum' is not a SHA-256"
-    check_signed hello "$sum" # before a byte is stored: the sum the upload must then have
+    # Before a byte is stored: the sum the upload must then have, under the native
+    # build's name or under this platform's release name.
+    check_signed "$sum" hello "hello-${rel%-*}-$(host_platform)"
     tmp=$(mktemp "$releases/.incoming.XXXXXX")
     cat >"$tmp" || { rm -f "$tmp"; fail "could not store the upload in $releases ($(df -h --output=avail "$releases" | tail -n 1 | tr -d ' ') free); nothing was installed, the running release is untouched"; }
     [[ $(sha256sum <"$tmp" | cut -d' ' -f1) == "$sum" ]] \
         || { rm -f "$tmp"; fail "checksum of the uploaded binary does not match $sum (cut or damaged); nothing was installed"; }
+    # Read from its header, never run: with qemu's binfmt on the host a binary of
+    # another machine would run (slowly), and would serve. A file that is no ELF at
+    # all cannot say it is the release either: `hello version` below refuses it.
+    local machine
+    machine=$(machine_of "$tmp")
+    [[ -z $machine || $machine == "$(host_platform)" ]] \
+        || { rm -f "$tmp"; fail "the upload is $machine, and this host is $(host_platform) ($(uname -m)): deploy hello-${rel%-*}-$(host_platform); nothing was installed"; }
     chmod 0755 "$tmp"
     # A release that served keeps its bytes: a rebuild or an impostor under its name
     # would otherwise replace what current or previous runs before its proof.
