@@ -58,7 +58,8 @@ def test_what_the_pipeline_makes_verifies(pipeline_release):
     dist, commit, key = pipeline_release
     done = verify(dist, key, commit)
     assert done.returncode == 0, done.stderr
-    assert "6 files match" in done.stderr  # hello, .sha256, .cdx.json, image tar and json, provenance
+    # hello, .sha256, .cdx.json, their release names (binary, SBOM), image tar and json, provenance
+    assert "8 files match" in done.stderr
 
 
 def test_rebuild_in_the_pinned_builder_gives_the_same_bytes(pipeline_release, docker, base_image):
