@@ -17,7 +17,7 @@ receive() { # REL SHA256: stdin -> releases/REL/hello, checked, or nothing at al
     [[ $sum =~ ^[0-9a-f]{64}$ ]] || fail "'$sum' is not a SHA-256"
     # Before a byte is stored: the sum the upload must then have, under the native
     # build's name or under this platform's release name.
-    check_signed "$sum" hello "hello-${rel%-*}-$(host_platform)"
+    check_signed "$sum" hello "hello-${rel%-*}-$(this_platform)"
     tmp=$(mktemp "$releases/.incoming.XXXXXX")
     cat >"$tmp" || { rm -f "$tmp"; fail "could not store the upload in $releases ($(df -h --output=avail "$releases" | tail -n 1 | tr -d ' ') free); nothing was installed, the running release is untouched"; }
     [[ $(sha256sum <"$tmp" | cut -d' ' -f1) == "$sum" ]] \
@@ -27,8 +27,8 @@ receive() { # REL SHA256: stdin -> releases/REL/hello, checked, or nothing at al
     # all cannot say it is the release either: `hello version` below refuses it.
     local machine
     machine=$(machine_of "$tmp")
-    [[ -z $machine || $machine == "$(host_platform)" ]] \
-        || { rm -f "$tmp"; fail "the upload is $machine, and this host is $(host_platform) ($(uname -m)): deploy hello-${rel%-*}-$(host_platform); nothing was installed"; }
+    [[ -z $machine || $machine == "$(this_platform)" ]] \
+        || { rm -f "$tmp"; fail "the upload is $machine, and this host is $(this_platform) ($(uname -m)): deploy hello-${rel%-*}-$(this_platform); nothing was installed"; }
     chmod 0755 "$tmp"
     # A release that served keeps its bytes: a rebuild or an impostor under its name
     # would otherwise replace what current or previous runs before its proof.

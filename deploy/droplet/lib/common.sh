@@ -42,26 +42,6 @@ recover() {
     restore "$old" "$prev" "$port"
 }
 
-host_platform() { # this host as release names say it: linux-amd64, linux-arm64, or linux-<uname -m>
-    case $(uname -m) in
-        x86_64) echo linux-amd64 ;;
-        aarch64 | arm64) echo linux-arm64 ;;
-        *) echo "linux-$(uname -m)" ;;
-    esac
-}
-
-machine_of() { # FILE: linux-amd64 or linux-arm64 from its ELF header, what other ELF it is, or nothing
-    local head
-    head=$(od -An -tx1 -N20 -v "$1" | tr -d ' \n')
-    [[ ${head:0:8} == 7f454c46 ]] || return 0 # no ELF file at all: `hello version` decides
-    [[ ${#head} -eq 40 && ${head:8:4} == 0201 ]] || { echo "a 32-bit, big-endian or cut ELF file"; return 0; }
-    case ${head:36:4} in
-        3e00) echo linux-amd64 ;;
-        b700) echo linux-arm64 ;;
-        *) echo "an ELF file for machine 0x${head:38:2}${head:36:2}" ;;
-    esac
-}
-
 heard() { # COMMAND...: its output as one line of at most 2000 printable bytes (releases are hostile)
     local out status=0
     out=$("$@" 2>&1 | head -c 2000 | LC_ALL=C tr -c '[:print:]' ' ') || status=$?
