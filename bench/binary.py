@@ -82,11 +82,13 @@ exe = EXE(pyz, a.scripts, a.binaries, a.datas, [], name="hello", console=True)
 
 NOTES = """\
 What dist/hello is (spec/hello.spec, spec/staticx_onedir.py, build/binary): a PyInstaller
-onedir tree carried inside staticx's one uncompressed archive, so a start unpacks once;
-bytecode at optimize=2, modules deflated, binaries stripped, unused stdlib (and OpenSSL)
-excluded, and a runtime hook that defers werkzeug's dev server, test client and
-importlib.metadata while Flask imports. The naive build unpacks twice per start (staticx's
-xz archive, then PyInstaller's `_MEI` copy), which is where its start time and temp bytes go.
+onedir tree carried inside staticx's one uncompressed archive, so a start unpacks once, and
+only the shared libraries and the program: the modules (stored) and base_library.zip are
+read in place from the executable; bytecode at optimize=2, binaries stripped, unused stdlib
+(and OpenSSL) excluded, and a runtime hook that defers what Flask imports but a server never
+calls (werkzeug's dev server and test client, importlib.metadata, jinja2, ...). The naive
+build unpacks twice per start (staticx's xz archive, then PyInstaller's `_MEI` copy), which is
+where its start time and temp bytes go.
 On a shared 2-core machine absolute times swing with load; compare ratios within one run.\
 """
 

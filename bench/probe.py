@@ -10,11 +10,13 @@ Side by side in one run:
   interpreter (`python3 -S -c pass`).
 - memory of one idle serving instance: anonymous RSS of its processes, plus the
   bytes it unpacked (on a tmpfs that is memory too; mapped, those pages are the
-  same pages, so they are counted once, as the files), against the unfrozen RSS;
+  same pages, so they are counted once, as the files), against the unfrozen RSS.
+  The links to the executable itself (its modules, read in place) are not bytes
+  in $TMPDIR: what is read through them is the executable's own page cache;
 - start: exec to the first 200 (interleaved rounds);
 - size: file and gzip -6 bytes.
 
-    .venv/bin/python bench/probe.py [--base REF] [--runs N]
+    .venv/bin/python bench/probe.py [--base REF] [--runs N] [--rounds N]
 
 Writes the `Probe, memory, start and size` section of bench/RESULTS.md.
 """
@@ -69,21 +71,22 @@ def build_base(ref: str, work: pathlib.Path) -> pathlib.Path:
     return tree / "dist" / "hello"
 
 
-def cpu_ms(argv: list[str], env: dict | None = None) -> tuple[float, int]:
+def cpu_ms(argv: list[str], env: dict | None = None, pass_fds: tuple = ()) -> tuple[float, int]:
     """(user + system ms of argv and every child it waited for, exit status)."""
     process = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, pass_fds=pass_fds)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return (usage.ru_utime + usage.ru_stime) * 1000, process.returncode
 
 
-def probe_rows(variants: dict[str, list[str]], runs: int, env: dict) -> dict[str, float]:
+def probe_rows(variants: dict[str, list[str]], runs: int, env: dict,
+               pass_fds: tuple = ()) -> dict[str, float]:
     """Median CPU ms per variant, runs interleaved; every probe must pass."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
         for name, argv in variants.items():
-            took, status = cpu_ms(argv, env)
+            took, status = cpu_ms(argv, env, pass_fds)
             if status != 0:
                 raise RuntimeError(f"{name}: exit {status}")
             samples[name].append(took)
@@ -122,8 +125,13 @@ def gzip_mb(path: pathlib.Path) -> float:
     return len(gzip.compress(path.read_bytes(), 6)) / 1e6
 
 
-def throughput(variants: dict, rounds: int, tmpdir: pathlib.Path) -> dict[tuple[str, str], float]:
-    """Median req/s of wrk -t2 -c32 -d5s per (variant, route), rounds interleaved."""
+def throughput(variants: dict, rounds: int, tmpdir: pathlib.Path) -> dict[tuple[str, str], list[float]]:
+    """req/s of wrk -t2 -c32 -d5s per (variant, route), each round's, rounds interleaved.
+
+    GET / is answered by a worker thread (GET /healthz by the event loop, hello's fast
+    path): with 32 clients on 2 cores its rate swings between rounds (500 to 1500
+    req/s measured, frozen or not: the GIL passing between threads), so it takes
+    several rounds, and the table shows their spread beside the median."""
     samples: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
         for name, (argv_for_port, env) in variants.items():
@@ -135,18 +143,33 @@ def throughput(variants: dict, rounds: int, tmpdir: pathlib.Path) -> dict[tuple[
                     samples.setdefault((name, route), []).append(result["rps"])
             finally:
                 common.stop(process)
-    return {key: common.median(values) for key, values in samples.items()}
+    return samples
 
 
-def inner_program(tmpdir: pathlib.Path) -> pathlib.Path:
+def inner_program(tmpdir: pathlib.Path, binary: pathlib.Path) -> tuple[pathlib.Path, tuple]:
+    """The unpacked program of a serving binary, and the fds it must be given: its
+    modules are read through a link to the fd the bootloader opens on the binary
+    (spec/staticx-bootloader.patch), so the same fd number is opened on it here."""
     (bundle,) = [p for p in tmpdir.iterdir() if p.name.startswith("staticx-")]
-    return bundle / "hello"
+    target = os.readlink(bundle / "hello.pkg")
+    number = int(target.removeprefix("/proc/self/fd/"))
+    held = os.open(binary, os.O_RDONLY)
+    if held != number:
+        try:
+            os.fstat(number)
+        except OSError:
+            os.dup2(held, number)
+            os.close(held)
+        else:
+            raise RuntimeError(f"bench/probe: fd {number} is taken here; the unpacked program needs it")
+    return bundle / "hello", (number,)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="git ref of the baseline binary (default HEAD)")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=7, help="wrk rounds per server (default 7)")
     args = parser.parse_args()
     candidate = ROOT / "dist" / "hello"
     if not candidate.exists():
@@ -163,7 +186,7 @@ def main() -> int:
                           {**ENV, "TMPDIR": str(serve_dir)})
         try:
             probe_env = {"HELLO_PORT": str(port), "TMPDIR": str(work)}
-            inner = inner_program(serve_dir)
+            inner, inner_fds = inner_program(serve_dir, candidate)
             variants = {
                 "baseline binary": [str(base), "healthcheck"],
                 "candidate binary": [str(candidate), "healthcheck"],
@@ -175,7 +198,7 @@ def main() -> int:
             if shutil.which("curl"):
                 variants["`curl -fsS` (C)"] = ["curl", "-fsS", "-o", "/dev/null",
                                                f"http://127.0.0.1:{port}/healthz"]
-            cpu = probe_rows(variants, args.runs, probe_env)
+            cpu = probe_rows(variants, args.runs, probe_env, inner_fds)
         finally:
             common.stop(server)
         floor = cpu["`python3 -S` raw-socket GET (floor)"]
@@ -215,7 +238,7 @@ def main() -> int:
 
         rps_dir = work / "rps"
         rps_dir.mkdir()
-        rps = throughput({
+        rps_rounds = throughput({
             "unfrozen `python -m hello serve`":
                 (lambda p: [str(VENV_PYTHON), "-m", "hello", "serve", "--port", str(p)], {}),
             "candidate binary": (lambda p: [str(candidate), "serve", "--port", str(p)], {}),
@@ -223,11 +246,15 @@ def main() -> int:
             "candidate binary, glibc's default malloc threshold":
                 (lambda p: [str(candidate), "serve", "--port", str(p)],
                  {"GLIBC_TUNABLES": "glibc.malloc.check=0"}),
-        }, 3, rps_dir)
+        }, args.rounds, rps_dir)
+        rps = {key: common.median(values) for key, values in rps_rounds.items()}
         unfrozen_rps = {route: rps[("unfrozen `python -m hello serve`", route)] for route in ROUTES}
-        headers = ["server", *[f"GET {r} req/s" for r in ROUTES], *[f"{r} vs unfrozen" for r in ROUTES]]
+        headers = ["server", *[f"GET {r} req/s (median)" for r in ROUTES],
+                   *[f"GET {r} req/s (min-max)" for r in ROUTES], *[f"{r} vs unfrozen" for r in ROUTES]]
         rps_table = common.table(headers,
                           [[name, *[f"{rps[(name, r)]:.0f}" for r in ROUTES],
+                            *[f"{min(rps_rounds[(name, r)]):.0f}-{max(rps_rounds[(name, r)]):.0f}"
+                              for r in ROUTES],
                             *[f"{rps[(name, r)] / unfrozen_rps[r]:.2f}x" for r in ROUTES]]
                            for name in dict.fromkeys(key[0] for key in rps)])
 

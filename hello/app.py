@@ -3,8 +3,8 @@ and the State they share."""
 
 from __future__ import annotations
 
-import importlib.resources
 import json
+import os
 import random
 import re
 import socket
@@ -34,7 +34,10 @@ _REQUIRED_HEADERS = {
 
 def _openapi_document() -> bytes:
     """openapi.json as served: its info.version is hello.__version__, the one place it is written."""
-    document = json.loads(importlib.resources.files("hello").joinpath("openapi.json").read_bytes())
+    # Beside this module, frozen or not (the spec ships it there): importlib.resources
+    # would import a package of its own for one file.
+    with open(os.path.join(os.path.dirname(__file__), "openapi.json"), "rb") as handle:
+        document = json.load(handle)
     document["info"]["version"] = __version__
     return json.dumps(document, indent=2).encode()
 

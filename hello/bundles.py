@@ -1,16 +1,18 @@
 """The binary's unpack folders in $TMPDIR: telling the dead from the live, removing the dead.
 
 dist/hello's bootloader (staticx, patched: spec/staticx-bootloader.patch) unpacks
-about 16 MB into $TMPDIR/staticx-XXXXXX at every start. It locks that folder
+about 12 MB into $TMPDIR/staticx-XXXXXX at every start. It locks that folder
 (flock) as soon as it exists, through an fd hello inherits, so the lock is held
 while either process lives; then it creates LOCK_FILE in it. A folder holding
 LOCK_FILE whose lock is free was left by a start killed outright (a SIGKILL of the
 group, an OOM kill, a probe killed at its timeout): nothing can be using it.
 Every start removes those before it unpacks; `hello serve` also sweeps here every
 SWEEP_SECONDS, so a killed probe's folder is gone within that time even when no
-start follows it. A folder still being made (no LOCK_FILE yet), a live one (lock
-held, also by another container sharing the volume: flock is the file system's),
-another user's, a symlink, and other staticx programs' folders are never touched.
+start follows it. An empty folder without LOCK_FILE, unlocked for over
+UNMARKED_DEAD_SECONDS, was left by a start killed before it marked it: removed
+too. A folder still being made, a live one (lock held, also by another container
+sharing the volume: flock is the file system's), another user's, a symlink, and
+other staticx programs' folders are never touched.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import fcntl
 import os
 import shutil
 import stat
+import time
 
 PREFIX = "staticx-"
 LOCK_FILE = ".staticx.lock"
 SWEEP_SECONDS = 15.0
+UNMARKED_DEAD_SECONDS = 10  # as in spec/staticx-bootloader.patch
 
 
 def own_bundle() -> str | None:
@@ -58,7 +62,16 @@ def _remove_if_dead(root_fd: int, name: str) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: someone lives in it
-        marker = os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False)
+        try:
+            marker = os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            if time.time() - info.st_mtime <= UNMARKED_DEAD_SECONDS:
+                return False
+            # Unmarked, and empty (rmdir refuses anything else) for so long: left by
+            # a start killed between creating its folder and marking it. One being
+            # made is empty for microseconds (other staticx programs' included).
+            os.rmdir(name, dir_fd=root_fd)
+            return True
         if not stat.S_ISREG(marker.st_mode):
             return False
         _empty(fd)

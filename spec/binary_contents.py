@@ -11,8 +11,8 @@ The layers, each line naming its path through them with `!`:
 - the staticx executable: its ELF sections (bootloader, patched program headers)
   and the tar in its `.staticx.archive` section (staticx_onedir.py writes it);
 - each tar member: name, mode, owner, mtime, size, sha256;
-- an ELF member: its sections; PyInstaller's program `hello`: the TOC of the PKG
-  archive appended to it, and of the PYZ inside that (every module);
+- an ELF member: its sections; PyInstaller's PKG archive `hello.pkg`: its TOC,
+  and that of the PYZ inside it (every module);
 - a zip member (base_library.zip): every entry with its date, mode and sha256.
 Exit 0 when the listings are equal (or one binary was listed), 1 when they differ.
 """
@@ -77,10 +77,10 @@ def _member_lines(name: str, data: bytes, scratch: str) -> list[str]:
     lines = []
     if data[:4] == b"\x7fELF":
         lines += _elf_sections(name, data)
-        if name == "hello":
-            with open(scratch, "wb") as handle:
-                handle.write(data)
-            lines += _pyinstaller_toc(name, scratch)
+    if name == "hello.pkg":  # PyInstaller's PKG archive, beside its bootloader `hello`
+        with open(scratch, "wb") as handle:
+            handle.write(data)
+        lines += _pyinstaller_toc(name, scratch)
     elif data[:4] == b"PK\x03\x04":
         lines += _zip_entries(name, data)
     return lines

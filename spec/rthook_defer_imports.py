@@ -1,21 +1,32 @@
 """PyInstaller runtime hook: defer what Flask imports at module level but a server never uses.
 
 Why: while `flask` imports, werkzeug pulls in its development server
-(`werkzeug.serving`: http.server, http.client, email, ...), its test client
-(`werkzeug.test`) and `flask.cli` pulls in `importlib.metadata`. In the frozen
-binary every module is read from the archive, so these cost about 12% of a cold
-start (measured on a 2-core Debian 12 machine: 1.13x -> 1.01x of unfrozen Python). `hello serve`
-runs waitress and never calls them.
+(`werkzeug.serving`: http.server, http.client, ...) and test client
+(`werkzeug.test`), `flask.cli` pulls in `importlib.metadata`, `flask.templating`
+all of jinja2 (its compiler, lexer, filters: the largest package a serving hello
+would hold; hello renders no template), `flask.json.provider` decimal (for a
+Decimal in a JSON answer), `werkzeug.http` the email package (for HTTP dates) and
+`werkzeug.routing.exceptions` difflib (for "did you mean" in a BuildError). In
+the frozen binary every module is decompressed from the archive, so these cost a
+good part of a cold start and of the memory an idle instance holds
+(bench/RESULTS.md `## Probe, memory, start and size`). `hello serve` runs
+waitress and never calls them.
 
-How: only while the first of `flask`/`werkzeug` executes, `werkzeug.serving`,
-`werkzeug.test` and `importlib.metadata` resolve to stand-in modules. Every
-name taken from a stand-in is a small function that imports the real module
-when first *called* (`is_running_from_reloader`, `run_simple`: only used by
-`app.run()` and the `flask` command). When the import is done the stand-ins
-leave sys.modules, so any later `import werkzeug.test` gets the real module;
-`werkzeug.Client` (a class) is resolved lazily through a module __getattr__
-(PEP 562), and `importlib.metadata` through the stand-in, which swaps itself
-for the real module on first attribute access.
+How: only while the first of `flask`/`werkzeug` executes, the modules in
+_DEFERRED resolve to stand-in modules, and the rest of the program sees the real
+ones, imported on first use:
+- a module imported as a module (`import decimal`, `import email.utils`) is bound
+  to its stand-in, which swaps itself for the real module on the first attribute
+  read once the import is done (`isinstance(o, decimal.Decimal)` gets the class);
+- a name taken from one (`from werkzeug.serving import run_simple`) is a small
+  callable that imports the real module when first *called*. It is an object, not
+  a function, so a class attribute holding one (`Flask.jinja_environment =
+  Environment`) is not turned into a method. Only names that are only ever called
+  may come from a deferred module this way: tests/unit/test_rthook_defer_imports.py
+  holds each one to it (a class used with isinstance would break).
+When the import is done the stand-ins leave sys.modules, so any later `import
+werkzeug.test` gets the real module; `werkzeug.Client` (a class) is resolved
+lazily through a module __getattr__ (PEP 562).
 
 It only ever changes *when* a module is imported, never what it contains; if
 anything here fails, the import simply happens the ordinary way. This file is
@@ -25,7 +36,8 @@ part of the build (spec/), not of the service: hello/ knows nothing about it.
 import sys
 import types
 
-_DEFERRED = ("werkzeug.serving", "werkzeug.test", "importlib.metadata")
+_DEFERRED = ("werkzeug.serving", "werkzeug.test", "importlib.metadata", "flask.templating",
+             "jinja2", "decimal", "email.utils", "difflib")
 _TRIGGERS = ("flask", "werkzeug")
 
 
@@ -33,28 +45,40 @@ def _real(modname):
     stub = sys.modules.get(modname)
     if isinstance(stub, _StandIn):
         del sys.modules[modname]
-    module = __import__(modname, fromlist=["_"])
-    return module
+    return __import__(modname, fromlist=["_"])
 
 
-def _deferred_function(modname, name):
-    def call(*args, **kwargs):
-        return getattr(_real(modname), name)(*args, **kwargs)
+class _Deferred:
+    """A name of a deferred module: calling it imports the module and calls the real one."""
 
-    call.__name__ = call.__qualname__ = name
-    call.__module__ = modname
-    return call
+    def __init__(self, modname, name):
+        self.__module__ = modname
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(self, *args, **kwargs):
+        return getattr(_real(self.__module__), self.__name__)(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<deferred {self.__module__}.{self.__name__}>"
 
 
 class _StandIn(types.ModuleType):
     """A module whose attributes load the real module only when used."""
 
+    def __init__(self, name):
+        super().__init__(name)
+        self._holders = []  # (module, global name) bound to this stand-in: see close_window
+
     def __getattr__(self, name):
-        if name.startswith("__"):
+        if name.startswith("__") or name == "_holders":
             raise AttributeError(name)
-        if self.__name__ == "importlib.metadata":  # used as a module: load it now
-            return getattr(_real(self.__name__), name)
-        return _deferred_function(self.__name__, name)
+        if sys.modules.get(self.__name__) is self and self.__name__ != "importlib.metadata":
+            return _Deferred(self.__name__, name)  # `from module import name`, while flask imports
+        real = _real(self.__name__)  # used as a module: load it now, and bind it where
+        for holder, attribute in self._holders:  # this stand-in was bound, so that
+            if holder.__dict__.get(attribute) is self:  # the next read is a plain one
+                setattr(holder, attribute, real)
+        return getattr(real, name)
 
 
 def _werkzeug_getattr(name):
@@ -89,7 +113,7 @@ class _DeferFinder:
 
     def __init__(self):
         self.busy = False
-        self.saved = {}
+        self.stand_ins = {}
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in _TRIGGERS or self.busy:
@@ -116,26 +140,34 @@ class _DeferFinder:
             sys.meta_path.remove(self)
 
     def open_window(self):
-        import importlib
-
         for modname in _DEFERRED:
             if modname not in sys.modules:
-                sys.modules[modname] = _StandIn(modname)
-        if not hasattr(importlib, "metadata"):
-            importlib.metadata = sys.modules["importlib.metadata"]
+                self.stand_ins[modname] = sys.modules[modname] = _StandIn(modname)
+        self.adopt()
+
+    def adopt(self):
+        """`import email.utils` binds the real `email`, whose `utils` must then be there:
+        the stand-in, which loads the real module when read."""
+        for modname, stand_in in self.stand_ins.items():
+            parent, _, child = modname.rpartition(".")
+            holder = sys.modules.get(parent)
+            if holder is not None and child not in holder.__dict__:
+                setattr(holder, child, stand_in)
 
     def close_window(self):
-        for modname in _DEFERRED:
-            if isinstance(sys.modules.get(modname), _StandIn):
+        self.adopt()  # for the packages imported while the window was open
+        for modname, stand_in in self.stand_ins.items():
+            if sys.modules.get(modname) is stand_in:
                 del sys.modules[modname]
+        for module in list(sys.modules.values()):  # `import decimal` bound a stand-in
+            for attribute, value in list(getattr(module, "__dict__", {}).items()):
+                if isinstance(value, _StandIn):
+                    value._holders.append((module, attribute))
         werkzeug = sys.modules.get("werkzeug")
         if werkzeug is not None:
-            # `from .test import Client` bound a stand-in function; resolve it lazily instead.
+            # `from .test import Client` bound a stand-in callable; resolve it lazily instead.
             werkzeug.__dict__.pop("Client", None)
             werkzeug.__getattr__ = _werkzeug_getattr
-            for sub in ("serving", "test"):
-                if isinstance(werkzeug.__dict__.get(sub), _StandIn):
-                    del werkzeug.__dict__[sub]
 
 
 sys.meta_path.insert(0, _DeferFinder())

@@ -25,6 +25,17 @@ Why not plain `staticx ONEDIR/hello OUTPUT`:
    behind for long, and says what to do when $TMPDIR is unusable. It replaces the
    copy of the wheel's bootloader that staticx starts from.
 
+4. A tail read in place. PyInstaller's PKG archive (`hello.pkg`, every module:
+   hello.spec asks for it beside the program, not appended to it) and
+   `_internal/base_library.zip` go last in the archive, after an empty
+   `.staticx.tail`: our bootloader links them to the executable itself instead
+   of copying them out (spec/staticx-bootloader.patch), about 3 MB less written to
+   $TMPDIR at every start. That works because their readers find their data from
+   the end of the file they open: PyInstaller scans back for the last cookie of a
+   PKG, zipimport looks for the zip's end record in the last 64 KB (and allows
+   bytes before the zip). So the zip is the very last member and no byte after the
+   PKG's cookie may look like one; _check_tail() proves both on the output.
+
 Shared libraries the tree needs from the build system (libc, libm, libz, ...)
 are resolved with ldd against the tree and added flat next to the program, where
 the patched RPATH of the program (the bundle dir) finds them. Binaries must carry
@@ -36,10 +47,17 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import sys
 import tarfile
 
 STATICX_VERSION = "0.14.2"
+# Read in place from the executable, in this order (see 4. above and _check_tail)
+TAIL = ("hello.pkg", "_internal/base_library.zip")
+TAIL_MARKER = ".staticx.tail"  # TAR_TAIL_MARKER in spec/staticx-bootloader.patch
+PKG_COOKIE = b"MEI\x0c\x0b\x0a\x0b\x0e"  # PyInstaller's bootloader scans back for it
+ZIP_END = b"PK\x05\x06"  # the end of central directory record
+ZIP_END_WINDOW = 22 + 0xFFFF  # zipimport looks for ZIP_END only this far from the end
 
 
 def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:
@@ -74,6 +92,25 @@ def _tree(root: str) -> list[str]:
     return found
 
 
+def _check_tail(output: str, onedir: str) -> None:
+    """Refuse an output whose tail PyInstaller or zipimport would not find from its end."""
+    with open(output, "rb") as handle:
+        data = handle.read()
+    pkg, zipped = (pathlib.Path(onedir, rel).read_bytes() for rel in TAIL)
+    pkg_at = data.find(pkg)
+    zip_at = data.find(zipped, max(pkg_at, 0))
+    problems = []
+    if pkg_at < 0 or zip_at < 0:
+        problems.append("the tail members are not stored as they are (a compressed archive?)")
+    else:
+        if data.rfind(PKG_COOKIE) != pkg_at + pkg.rfind(PKG_COOKIE):
+            problems.append("a byte run after the PKG looks like its cookie")
+        if data.rfind(ZIP_END, len(data) - ZIP_END_WINDOW) != zip_at + zipped.rfind(ZIP_END):
+            problems.append(f"the zip's end record is not the last one in the last {ZIP_END_WINDOW} bytes")
+    if problems:
+        raise SystemExit(f"staticx_onedir.py: {output}: {'; '.join(problems)}")
+
+
 def build(onedir: str, bootloader: str, output: str, mtime: int) -> None:
     import staticx.api as sx_api
     from staticx.elf import get_machine, get_shobj_deps
@@ -86,7 +123,10 @@ def build(onedir: str, bootloader: str, output: str, mtime: int) -> None:
     internal = os.path.join(onedir, "_internal")
     if not (os.path.isfile(program) and os.path.isdir(internal)):
         raise SystemExit(f"staticx_onedir.py: {onedir} is not a PyInstaller onedir tree")
-    tree = [rel for rel in _tree(onedir) if rel != "hello"]
+    if not all(os.path.isfile(os.path.join(onedir, rel)) for rel in TAIL):
+        raise SystemExit(f"staticx_onedir.py: {onedir} lacks one of {', '.join(TAIL)}"
+                         " (hello.spec: EXE(append_pkg=False))")
+    tree = [rel for rel in _tree(onedir) if rel != "hello" and rel not in TAIL]
 
     original_hooks = sx_api.run_hooks
 
@@ -116,8 +156,20 @@ def build(onedir: str, bootloader: str, output: str, mtime: int) -> None:
     tar = generator.sxar.tar
     addfile = tar.addfile
     tar.addfile = lambda info, fileobj=None: addfile(_normalise(info, mtime), fileobj)
+    sxar = generator.sxar
+    close = sxar.close
+
+    def close_after_tail() -> None:
+        if sxar.tar is not None:  # staticx closes the archive when it has added all else
+            sxar.tar.addfile(tarfile.TarInfo(TAIL_MARKER))
+            for rel in TAIL:
+                sxar.tar.add(os.path.join(onedir, rel), arcname=rel, recursive=False)
+        close()
+
+    sxar.close = close_after_tail
     with generator:
         generator.generate(output=output)
+    _check_tail(output, onedir)
     os.chmod(output, 0o755)  # noqa: S103 (an executable for everyone; staticx leaves 0700)
 
 

@@ -205,3 +205,25 @@ def test_a_signal_to_the_whole_process_group_drains_once(binary, tmp_path, signu
         code, status, connection, out = _signal_the_group_mid_request(binary, tmp_path, signum)
         assert (code, status, connection) == (0, 200, "close"), (attempt, out[-300:])
         assert "second signal" not in out
+
+
+@pytest.mark.parametrize("locale", ["ja_JP.EUC-JP", "de_DE.ISO-8859-15"])
+def test_starts_under_a_locale_whose_codec_it_does_not_carry(binary, tmp_path, locale):
+    """The binary carries a few codecs only and runs in UTF-8 mode: a host locale
+    naming another (EUC-JP stopped Python before it started) changes nothing."""
+    name, charmap = locale.split(".")
+    made = run(["localedef", "-i", name, "-f", charmap, str(tmp_path / locale)], timeout=120)
+    require(made.returncode in (0, 1) and (tmp_path / locale).is_dir(),
+            f"localedef cannot make {locale} (Debian: apt-get install locales): {made.stderr.strip()}")
+    env = {**os.environ, "LOCPATH": str(tmp_path), "LC_ALL": locale}
+    version = run([str(binary), "version"], env=env)
+    assert version.returncode == 0 and version.stdout.startswith("hello "), version.stderr
+    bad = run([str(binary), "--bogus"], env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("hello: "), bad.stderr
+
+
+def test_starts_with_stdin_closed(binary):
+    """Started with fd 0 closed, the bootloader's own fds (the unpack's lock, the
+    executable) must not become hello's stdin ("<stdin> is a directory" stopped Python)."""
+    result = run(["sh", "-c", 'exec "$0" version <&-', str(binary)])
+    assert result.returncode == 0 and result.stdout.startswith("hello "), result.stderr

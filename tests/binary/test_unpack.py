@@ -174,22 +174,25 @@ def test_starts_sharing_a_temp_dir_never_take_each_others_unpack(binary, tmp_pat
     assert unpacks(tmp_path) == []
 
 
-def test_a_folder_left_by_a_killed_bootloader_is_kept_while_hello_lives(binary, tmp_path):
-    """Only the bootloader killed: hello (its child) still runs from the folder and holds
-    the inherited lock, so no start takes it for dead."""
+def test_a_bootloader_killed_alone_takes_hello_with_it(binary, tmp_path):
+    """Only the bootloader killed: hello (its child) gets SIGTERM, drains and exits 0
+    rather than run on with nobody to remove its unpack or to keep its executable
+    busy; the folder it leaves is dead, and the next start removes it."""
     server, port = serving(binary, tmp_path)
     hello = descendants(server.process.pid)[1]
     os.kill(server.process.pid, signal.SIGKILL)
-    server.process.wait(timeout=10)  # hello still holds the stderr pipe: no communicate()
+    server.process.wait(timeout=10)  # hello may still hold the stderr pipe: no communicate()
     try:
+        wait_until(lambda: not alive(hello), 15, what="hello to drain and exit after its bootloader")
+        assert http_status(f"http://127.0.0.1:{port}/healthz") is None
+        assert len(unpacks(tmp_path)) == 1
         result = subprocess.run([str(binary), "version"], env={**os.environ, "TMPDIR": str(tmp_path)},
                                 capture_output=True, timeout=60, check=False)
         assert result.returncode == 0
-        assert len(unpacks(tmp_path)) == 1
-        assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
+        assert unpacks(tmp_path) == []
     finally:
-        os.kill(hello, signal.SIGKILL)
-        wait_until(lambda: not alive(hello), 10, what="the orphaned hello to exit")
+        if alive(hello):
+            os.kill(hello, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -263,3 +266,66 @@ def test_a_full_tmp_does_not_touch_uploads_or_the_servers_health(binary, tmpfs):
     assert server.stop() == 0
     assert results == [([200], True, True)] * 60
     assert '"level":"error"' not in server.err and "No space" not in server.err, server.err
+
+
+TAIL = ("hello.pkg", "_internal/base_library.zip")  # spec/staticx_onedir.py
+
+
+def test_the_modules_are_read_in_place_not_copied_into_tmpdir(binary, tmp_path):
+    """PyInstaller's PKG (every module) and base_library.zip stay in the executable:
+    each is a link to an fd that the bootloader and hello hold on the executable."""
+    group, _ = serving(binary, tmp_path)
+    try:
+        (bundle,) = [tmp_path / name for name in unpacks(tmp_path)]
+        own = os.stat(binary)
+        for rel in TAIL:
+            target = os.readlink(bundle / rel)
+            assert target.startswith("/proc/self/fd/"), (rel, target)
+            holders = []
+            for pid in descendants(group.process.pid):
+                with contextlib.suppress(OSError):
+                    held = os.stat(f"/proc/{pid}/fd/{target.rsplit('/', 1)[1]}")
+                    if (held.st_dev, held.st_ino) == (own.st_dev, own.st_ino):
+                        holders.append(pid)
+            assert len(holders) >= 2, f"{rel}: the bootloader and hello should hold {target}"
+        copied = sum(path.stat().st_size for path in bundle.rglob("*")
+                     if path.is_file() and not path.is_symlink())
+        assert copied < binary.stat().st_size - 3 * MIB, "the tail was copied"
+    finally:
+        assert group.stop() == 0, group.err
+
+
+def test_a_server_whose_executable_is_deleted_still_imports_what_it_needs_later(binary, tmp_path):
+    """The modules are read through the fd, not the path: a release removed (or
+    replaced) under a running server does not break its next import."""
+    copy = tmp_path / "hello"
+    copy.write_bytes(binary.read_bytes())
+    copy.chmod(0o755)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    group, port = serving(copy, tmpdir)
+    try:
+        copy.unlink()
+        # A path with an empty segment: werkzeug redirects it (308), and the redirect
+        # imports werkzeug.test, which nothing imported before (the runtime hook
+        # deferred it), from the PKG, read through the fd.
+        reply, _ = exchange(port, b"GET /status//200 HTTP/1.1\r\nHost: x\r\n"
+                                  b"Connection: close\r\n\r\n")
+        assert statuses(reply) == [308], reply[:300]
+    finally:
+        assert group.stop() == 0, group.err
+
+
+def test_a_folder_a_start_left_before_marking_it_is_removed_by_the_next(binary, tmp_path):
+    """Killed between mkdtemp() and its marker (seen under emulation), a start leaves
+    an empty, unmarked folder: the next start removes it once it is 10 s old, and
+    never a fresh one (another start may be making it)."""
+    stale, fresh = tmp_path / "staticx-early1", tmp_path / "staticx-fresh1"
+    stale.mkdir()
+    fresh.mkdir()
+    old = time.time() - 60
+    os.utime(stale, (old, old))
+    result = subprocess.run([str(binary), "version"], env={**os.environ, "TMPDIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert unpacks(tmp_path) == ["staticx-fresh1"]

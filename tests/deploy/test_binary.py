@@ -635,3 +635,18 @@ def test_without_an_artifact_the_release_for_the_hosts_machine_is_picked(droplet
     assert f"deploying dist/{native.name} (" in result.stderr
     assert "(linux-amd64):/opt/hello/releases/" in result.stderr
     assert (base / "current" / "hello").read_bytes() == native.read_bytes()
+
+
+def test_a_deploy_right_after_the_start_limit_was_reached_still_starts(droplet, base, releases):
+    """hello.service's start limit (5 in 10 s) is a crash-loop guard, but systemd
+    counts every start: quick deploys and rollbacks reached it, and the next deploy's
+    restart was refused ("start of the service was attempted too often")."""
+    old, new = releases
+    ensure(droplet, base, old)
+    for _ in range(6):
+        droplet.ssh("systemctl restart hello.service", check=False)
+    refused = droplet.ssh("systemctl restart hello.service", check=False)
+    assert refused.returncode != 0, "the start limit was not reached: this test proves nothing"
+    result = deploy(droplet, "binary", "-a", str(new.path), "-p", str(PORT))
+    assert result.returncode == 0, result.stderr
+    serving(droplet, new)

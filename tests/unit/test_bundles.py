@@ -76,6 +76,41 @@ def test_a_folder_without_the_marker_is_kept(tmp_path):
     assert (tmp_path / "staticx-other1" / "hello").is_file()
 
 
+def aged(folder: pathlib.Path, seconds: float) -> pathlib.Path:
+    when = os.stat(folder).st_mtime - seconds
+    os.utime(folder, (when, when))
+    return folder
+
+
+def test_an_empty_unmarked_folder_left_long_ago_is_removed(tmp_path):
+    # a start killed between creating its folder and marking it
+    (tmp_path / "staticx-early1").mkdir()
+    aged(tmp_path / "staticx-early1", bundles.UNMARKED_DEAD_SECONDS + 5)
+    assert bundles.sweep(str(tmp_path)) == ["staticx-early1"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_unmarked_folder_made_just_now_is_kept(tmp_path):
+    (tmp_path / "staticx-making").mkdir()  # a start between mkdtemp and its marker
+    assert bundles.sweep(str(tmp_path)) == []
+    assert (tmp_path / "staticx-making").is_dir()
+
+
+def test_an_old_unmarked_folder_with_files_is_kept(tmp_path):
+    aged(unpack(tmp_path, "staticx-other2", marked=False), 3600)  # another staticx program's
+    assert bundles.sweep(str(tmp_path)) == []
+    assert (tmp_path / "staticx-other2" / "hello").is_file()
+
+
+def test_an_old_empty_unmarked_folder_whose_lock_is_held_is_kept(tmp_path, holder):
+    folder = tmp_path / "staticx-held01"
+    folder.mkdir()
+    holder(folder)
+    aged(folder, 3600)
+    assert bundles.sweep(str(tmp_path)) == []
+    assert folder.is_dir()
+
+
 def test_a_marker_that_is_not_a_file_does_not_count(tmp_path):
     folder = unpack(tmp_path, "staticx-odd001", marked=False)
     (folder / bundles.LOCK_FILE).mkdir()

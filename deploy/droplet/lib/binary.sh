@@ -99,6 +99,10 @@ activate() { # REL [PORT]
     install_units "$port"
     set_link current "releases/$rel"
     [[ -n $old && $old != "releases/$rel" ]] && set_link previous "$old"
+    # A deploy's start is the operator's, not a crash loop's: the start limit
+    # (hello.service: 5 in 10 s) counts every start, so quick deploys and rollbacks
+    # would be refused by it ("start of the service was attempted too often").
+    systemctl reset-failed hello.service 2>/dev/null || true
     systemctl restart hello.service || true # a start that fails at once: the gate below decides, and goes back
     local deadline=$((SECONDS + timeout))
     until sandbox -p RuntimeMaxSec=10 "$dir/hello" healthcheck --url "http://127.0.0.1:$port/healthz" \
