@@ -8,9 +8,9 @@ LOCK_FILE whose lock is free was left by a start killed outright (a SIGKILL of t
 group, an OOM kill, a probe killed at its timeout): nothing can be using it.
 Every start removes those before it unpacks; `hello serve` also sweeps here every
 SWEEP_SECONDS, so a killed probe's folder is gone within that time even when no
-start follows it. An empty folder without LOCK_FILE, unlocked for over
-UNMARKED_DEAD_SECONDS, was left by a start killed before it marked it: removed
-too. A folder still being made, a live one (lock held, also by another container
+start follows it. An empty folder named like a bundle without LOCK_FILE,
+unlocked, older than UNMARKED_DEAD_SECONDS, was left by a start killed before it
+marked it: removed too. A folder still being made, a live one (lock held, also by another container
 sharing the volume: flock is the file system's), another user's, a symlink, and
 other staticx programs' folders are never touched.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import stat
 import time
@@ -26,7 +27,10 @@ import time
 PREFIX = "staticx-"
 LOCK_FILE = ".staticx.lock"
 SWEEP_SECONDS = 15.0
-UNMARKED_DEAD_SECONDS = 10  # as in spec/staticx-bootloader.patch
+UNMARKED_DEAD_SECONDS = 30  # as in spec/staticx-bootloader.patch
+# PREFIX and the 6 characters mkdtemp() adds: staticx's build tool makes empty
+# folders such as staticx-archive-XXXXXXXX, never swept unmarked
+BUNDLE_NAME = re.compile(re.escape(PREFIX) + "[A-Za-z0-9]{6}")
 
 
 def own_bundle() -> str | None:
@@ -65,7 +69,8 @@ def _remove_if_dead(root_fd: int, name: str) -> bool:
         try:
             marker = os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
-            if time.time() - info.st_mtime <= UNMARKED_DEAD_SECONDS:
+            young = time.time() - info.st_mtime <= UNMARKED_DEAD_SECONDS
+            if young or not BUNDLE_NAME.fullmatch(name):
                 return False
             # Unmarked, and empty (rmdir refuses anything else) for so long: left by
             # a start killed between creating its folder and marking it. One being

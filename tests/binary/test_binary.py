@@ -222,8 +222,20 @@ def test_starts_under_a_locale_whose_codec_it_does_not_carry(binary, tmp_path, l
     assert bad.returncode == 2 and bad.stderr.startswith("hello: "), bad.stderr
 
 
-def test_starts_with_stdin_closed(binary):
-    """Started with fd 0 closed, the bootloader's own fds (the unpack's lock, the
-    executable) must not become hello's stdin ("<stdin> is a directory" stopped Python)."""
-    result = run(["sh", "-c", 'exec "$0" version <&-', str(binary)])
-    assert result.returncode == 0 and result.stdout.startswith("hello "), result.stderr
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "<&- >&- 2>&-"], ids=["stdin", "stdout", "all"])
+def test_starts_with_standard_fds_closed(binary, closed):
+    """Started with 0, 1 or 2 closed, the files opened first (the unpack's lock,
+    PyInstaller's executable) must not become hello's stdio: "<stdin> is a directory"
+    stopped Python, and a stdout that was the executable failed every write (120)."""
+    result = run(["sh", "-c", f'exec "$0" version {closed}', str(binary)])
+    assert result.returncode == 0, result.stderr
+    if closed == "<&-":
+        assert result.stdout.startswith("hello "), result.stdout
+
+
+def test_starts_as_the_first_child_of_a_new_pid_namespace(binary):
+    """`unshare --pid` without --fork: the bootloader stays outside and its child is
+    PID 1 inside, where getppid() says 0; that is not a parent gone."""
+    require(os.geteuid() == 0, "needs root for unshare --pid")
+    result = run(["unshare", "--pid", str(binary), "version"])
+    assert result.returncode == 0 and result.stdout.startswith("hello "), (result.returncode, result.stderr)

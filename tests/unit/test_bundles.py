@@ -90,6 +90,15 @@ def test_an_empty_unmarked_folder_left_long_ago_is_removed(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_empty_unmarked_folder_not_named_like_a_bundle_is_kept(tmp_path):
+    # staticx's build tool works in an empty staticx-archive-XXXXXXXX for minutes
+    folder = tmp_path / "staticx-archive-l_ll3j03"
+    folder.mkdir()
+    aged(folder, 3600)
+    assert bundles.sweep(str(tmp_path)) == []
+    assert folder.is_dir()
+
+
 def test_an_empty_unmarked_folder_made_just_now_is_kept(tmp_path):
     (tmp_path / "staticx-making").mkdir()  # a start between mkdtemp and its marker
     assert bundles.sweep(str(tmp_path)) == []
