@@ -47,11 +47,25 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(where)], check=False, timeout=30)
 
 
+_STARTED: list[Group] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_what_the_test_started():
+    """A test that fails midway still ends every start it made (its own process group)."""
+    yield
+    while _STARTED:
+        group = _STARTED.pop()
+        if group.process.poll() is None:
+            group.kill()
+
+
 class Group:
     """A start of the binary in a session of its own, so that one killpg ends the
     bootloader and hello together, as an OOM kill or a runtime's timeout does."""
 
     def __init__(self, binary, tmpdir: pathlib.Path, *args: str):
+        _STARTED.append(self)
         self.process = subprocess.Popen(
             [str(binary), *args], env={**os.environ, "TMPDIR": str(tmpdir)},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
