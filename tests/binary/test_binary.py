@@ -237,5 +237,12 @@ def test_starts_as_the_first_child_of_a_new_pid_namespace(binary):
     """`unshare --pid` without --fork: the bootloader stays outside and its child is
     PID 1 inside, where getppid() says 0; that is not a parent gone."""
     require(os.geteuid() == 0, "needs root for unshare --pid")
+    with open(binary, "rb") as handle:
+        machine = {0x3E: "x86_64", 0xB7: "aarch64"}.get(int.from_bytes(handle.read(20)[18:], "little"))
+    if machine != os.uname().machine:
+        # qemu-user makes its own threads, which the kernel refuses (EINVAL) in a process
+        # that unshared its PID namespace: no program runs there under emulation. The
+        # arm64 binary meets this test natively, in CircleCI's arm job.
+        pytest.skip(f"this {machine} binary runs under emulation here")
     result = run(["unshare", "--pid", str(binary), "version"])
     assert result.returncode == 0 and result.stdout.startswith("hello "), (result.returncode, result.stderr)
